@@ -1,0 +1,49 @@
+# certibloc — two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export CERTIBLOC_VAR_DIR ?= var
+export CERTIBLOC_NATS_URL ?= nats://127.0.0.1:4250
+
+.PHONY: install run test lint typecheck check schemas bench bench-registry clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start NATS (JetStream, store under var/) and the services; Ctrl-C stops everything.
+run: $(STAMP)
+	@mkdir -p $(CERTIBLOC_VAR_DIR)
+	$(BIN)/python -m services.registry ensure-demo-center
+	$(BIN)/honcho -f Procfile start
+
+## The whole test suite against real NATS, SQLite and PostgreSQL.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy contracts services bench
+
+check: lint typecheck test
+
+## Regenerate the committed JSON Schemas and AsyncAPI document from the contract models.
+schemas: $(STAMP)
+	$(BIN)/python -m contracts.generate
+
+bench: bench-registry
+
+bench-registry: $(STAMP)
+	$(BIN)/python -m bench.registry --store sqlite --runs 3
+	$(BIN)/python -m bench.registry --store postgres --runs 3
+
+clean:
+	rm -rf var build *.egg-info

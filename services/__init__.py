@@ -1,0 +1,1 @@
+"""The certibloc services and the runtime they share."""

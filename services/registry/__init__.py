@@ -1,0 +1,1 @@
+"""The registry: the referential, exam centers, candidates, deliberations and VAE decisions."""

@@ -1,0 +1,1 @@
+"""HTTP edge of the registry: requests in, application commands, problem+json out."""

@@ -1,0 +1,44 @@
+"""Composition root of the registry: the only place its parts are wired together."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.registry.api import errors
+from services.registry.api.routes import router
+from services.registry.application import RegistryApp
+from services.registry.settings import RegistrySettings
+from services.registry.translation import translate
+from services.runtime.http import create_app
+from services.runtime.logging import configure_logging
+from services.runtime.service import ServiceRuntime
+
+
+def build_registry(settings: RegistrySettings) -> RegistryApp:
+    return RegistryApp(env=settings.eventsourcing_env(RegistryApp.name))
+
+
+def create_http_app(settings: RegistrySettings | None = None) -> FastAPI:
+    settings = settings or RegistrySettings()
+    registry = build_registry(settings)
+    runtime = ServiceRuntime(settings=settings, app=registry, translate=translate)
+    http = create_app(
+        title="certibloc — registre",
+        version="1.0.0",
+        description="Référentiel, centres d'examen, candidats, délibérations et décisions VAE.",
+        lifespan=runtime.lifespan,
+        readiness=[runtime.store_ready, runtime.nats_ready],
+        max_body_bytes=settings.max_body_bytes,
+    )
+    http.state.registry = registry
+    http.state.runtime = runtime
+    errors.install(http)
+    http.include_router(router)
+    return http
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory``: settings from the environment."""
+    settings = RegistrySettings()
+    configure_logging(settings.service_name, settings.log_level)
+    return create_http_app(settings)

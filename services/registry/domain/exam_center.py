@@ -1,0 +1,85 @@
+"""Exam centers and their API keys (stored as SHA-256 digests, shown once)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from services.registry.domain import ids
+from services.registry.domain.errors import ConflictingState, UnknownEntity
+
+KEY_PREFIX = "cbk"
+
+
+def digest(key: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is enough (no dictionary to guard against).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key(uai: str) -> str:
+    return f"{KEY_PREFIX}_{uai}_{secrets.token_urlsafe(32)}"
+
+
+def uai_of_key(key: str) -> str | None:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    return parts[1]
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    digest: str
+    issued_at: str
+    revoked: bool = False
+
+
+class ExamCenter(Aggregate):
+    @staticmethod
+    def create_id(uai: str) -> UUID:
+        return ids.exam_center_id(uai)
+
+    @event("Added")
+    def __init__(self, uai: str, name: str) -> None:
+        self.uai = uai
+        self.name = name
+        self.keys: dict[str, KeyInfo] = {}
+
+    def issue_key(self, issued_at: str) -> str:
+        """Return a new key; only its digest is recorded."""
+        key = new_key(self.uai)
+        key_digest = digest(key)
+        self._key_issued(key_id=key_digest[:12], digest=key_digest, issued_at=issued_at)
+        return key
+
+    @event("KeyIssued")
+    def _key_issued(self, key_id: str, digest: str, issued_at: str) -> None:
+        self.keys[key_id] = KeyInfo(key_id, digest, issued_at)
+
+    def revoke_key(self, key_id: str) -> None:
+        info = self.keys.get(key_id)
+        if info is None:
+            raise UnknownEntity(f"Aucune clé {key_id} pour le centre {self.uai}.")
+        if info.revoked:
+            raise ConflictingState(f"La clé {key_id} est déjà révoquée.")
+        self._key_revoked(key_id=key_id)
+
+    @event("KeyRevoked")
+    def _key_revoked(self, key_id: str) -> None:
+        info = self.keys[key_id]
+        self.keys[key_id] = KeyInfo(info.key_id, info.digest, info.issued_at, revoked=True)
+
+    def accepts(self, key: str) -> bool:
+        presented = digest(key)
+        matched = False
+        for info in self.keys.values():
+            # Compare with every key so timing says nothing about which one matched.
+            if hmac.compare_digest(info.digest, presented) and not info.revoked:
+                matched = True
+        return matched

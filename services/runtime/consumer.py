@@ -1,0 +1,159 @@
+"""JetStream consumer with an exactly-once effect.
+
+A durable pull consumer fetches batches; the events a handler produces for a contiguous run of
+messages are written in one transaction together with a tracking record of the upstream
+position reached. So:
+
+- a redelivered message (position already tracked) is acknowledged and not applied again;
+- a message whose ``previous`` is not the tracked position arrived before one it depends on
+  (e.g. after a crash left earlier messages unacknowledged): it is nak'ed and comes back later,
+  so nothing is ever skipped;
+- two replicas racing on the same position: one transaction wins, the other gets an
+  ``IntegrityError``, re-reads the position and acknowledges what was already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Tracking
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from contracts.envelope import CloudEvent
+from services.runtime.nats import ensure_consumer
+from services.runtime.store import ServiceApplication
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[CloudEvent, ProcessingEvent[UUID]], None]
+
+
+@dataclass
+class _Verdicts:
+    ack: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    applied: int = 0
+
+
+class EventConsumer:
+    def __init__(
+        self,
+        app: ServiceApplication,
+        handler: Handler,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        durable: str,
+        upstream: str,
+        batch_size: int = 500,
+        fetch_timeout: float = 0.5,
+        retry_delay: float = 0.5,
+    ) -> None:
+        self.app = app
+        self.handler = handler
+        self.js = js
+        self.stream = stream
+        self.durable = durable
+        self.upstream = upstream
+        self.batch_size = batch_size
+        self.fetch_timeout = fetch_timeout
+        self.retry_delay = retry_delay
+        self.applied_total = 0
+        self._position: int | None = None
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        await ensure_consumer(
+            self.js, self.stream, self.durable, max_ack_pending=self.batch_size * 4
+        )
+        self._sub = await self.js.pull_subscribe_bind(self.durable, self.stream)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self._sub is None:
+            await self.start()
+        while not stop.is_set():
+            try:
+                await self.consume_once()
+            except Exception:
+                log.exception("consumer batch failed; it will be redelivered")
+                self._position = None
+                await asyncio.sleep(self.retry_delay)
+
+    async def consume_once(self) -> int:
+        """Fetch one batch and apply it; return how many messages were newly applied."""
+        try:
+            msgs = await self._sub.fetch(self.batch_size, timeout=self.fetch_timeout)
+        except NatsTimeoutError:
+            return 0
+        events = [CloudEvent.model_validate(orjson.loads(m.data)) for m in msgs]
+        verdicts = await asyncio.to_thread(self._apply, events)
+        for i in verdicts.ack:
+            await msgs[i].ack()
+        for i in verdicts.retry:
+            await msgs[i].nak(delay=self.retry_delay)
+        self.applied_total += verdicts.applied
+        return verdicts.applied
+
+    async def position(self) -> int:
+        if self._position is None:
+            self._position = await asyncio.to_thread(self._stored_position)
+        return self._position
+
+    # --- internals (run in a worker thread: eventsourcing is synchronous) ----------------
+
+    def _stored_position(self) -> int:
+        return self.app.process_recorder.max_tracking_id(self.upstream) or 0
+
+    def _apply(self, events: list[CloudEvent]) -> _Verdicts:
+        if self._position is None:
+            self._position = self._stored_position()
+        order = sorted(range(len(events)), key=lambda i: events[i].position)
+        first_new = next((events[i] for i in order if events[i].position > self._position), None)
+        if first_new is not None and first_new.previous != self._position:
+            # Another replica may have moved on: look again before calling it a gap.
+            self._position = self._stored_position()
+        verdicts = _Verdicts()
+        unit: ProcessingEvent[UUID] = ProcessingEvent()
+        reached = self._position
+        pending: list[int] = []
+        for k, i in enumerate(order):
+            event = events[i]
+            if event.position <= reached:
+                verdicts.ack.append(i)  # already applied: a redelivery
+            elif event.previous != reached:
+                verdicts.retry.append(i)  # an earlier event is still on its way
+            else:
+                try:
+                    self.handler(event, unit)
+                except Exception:
+                    log.exception(
+                        "handler failed", extra={"event_id": event.id, "type": event.type}
+                    )
+                    verdicts.retry.extend(order[k:])
+                    # The failed call may have collected part of its effect: start over with
+                    # only the events that succeeded.
+                    unit = ProcessingEvent()
+                    for j in pending:
+                        self.handler(events[j], unit)
+                    break
+                pending.append(i)
+                reached = event.position
+        if pending:
+            try:
+                self.app.record(unit, Tracking(self.upstream, reached))
+            except IntegrityError:
+                # Someone recorded this position first (a replica, or our own earlier try).
+                self._position = None
+                return _Verdicts(ack=[], retry=list(range(len(events))))
+            self._position = reached
+            verdicts.ack.extend(pending)
+            verdicts.applied = len(pending)
+        return verdicts

@@ -1,0 +1,214 @@
+"""HTTP app factory shared by the services: problem+json errors, request ids, JSON access logs,
+a body size limit, ``/healthz`` and ``/readyz``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.runtime.logging import request_id
+from services.runtime.problems import PayloadTooLarge, Problem
+
+log = logging.getLogger("certibloc.http")
+
+PROBLEM_JSON = "application/problem+json"
+ReadinessCheck = Callable[[], Awaitable[bool]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
+    instance = request.url.path if request is not None else None
+    return JSONResponse(
+        problem.body(instance),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def create_app(
+    *,
+    title: str,
+    version: str,
+    description: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None,
+    readiness: Sequence[ReadinessCheck] = (),
+    max_body_bytes: int,
+) -> FastAPI:
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    _install_probes(app, readiness)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem_response(
+                Problem("Le corps de la requête n'est pas du JSON valide.", status=400), request
+            )
+        items = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                "reason": e.get("msg", ""),
+            }
+            for e in errors
+        ]
+        return problem_response(
+            Problem(
+                "La requête contient des champs invalides ; voir « errors ».",
+                status=422,
+                errors=items,
+            ),
+            request,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {
+            404: "Ressource introuvable.",
+            405: "Méthode non autorisée pour cette ressource.",
+        }
+        detail = messages.get(exc.status_code, str(exc.detail))
+        return problem_response(Problem(detail, status=exc.status_code), request)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem_response(
+            Problem("Erreur interne ; elle a été journalisée.", status=500), request
+        )
+
+
+def _install_probes(app: FastAPI, readiness: Sequence[ReadinessCheck]) -> None:
+    @app.get("/healthz", tags=["operations"], summary="Le processus répond")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Stockage et NATS joignables")
+    async def readyz() -> JSONResponse:
+        for check in readiness:
+            try:
+                ok = await check()
+            except Exception:
+                ok = False
+            if not ok:
+                return problem_response(
+                    Problem(
+                        f"Pas prêt : {getattr(check, '__name__', 'check')} a échoué.",
+                        status=503,
+                    )
+                )
+        return JSONResponse({"status": "ready"})
+
+
+class RequestContextMiddleware:
+    """Request id (``X-Request-ID`` in, echoed out) and one JSON access-log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["path"] not in ("/healthz", "/readyz"):
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            request_id.reset(token)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _REQUEST_ID.match(text) else None
+    return None
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies above ``max_bytes`` with 413, before reading them when the size is declared."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        too_large = PayloadTooLarge(
+            f"Le corps de la requête dépasse la taille maximale de {self.max_bytes} octets."
+        )
+        if declared is not None and declared > self.max_bytes:
+            response = problem_response(too_large)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise too_large
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

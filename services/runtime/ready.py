@@ -1,0 +1,54 @@
+"""Wait until every local service answers ``/readyz``, then say where everything is.
+
+Run by ``make run`` beside the services; it then stays idle so the process runner keeps going.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+
+SERVICES = {"registry": "http://127.0.0.1:8101"}
+
+
+def wait_ready(urls: dict[str, str], timeout: float = 60.0) -> list[str]:
+    """Names of the services still not ready after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    waiting = dict(urls)
+    while waiting and time.monotonic() < deadline:
+        for name, base in list(waiting.items()):
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=1) as response:  # noqa: S310
+                    if response.status == 200:
+                        del waiting[name]
+            except (urllib.error.URLError, OSError):
+                pass
+        if waiting:
+            time.sleep(0.2)
+    return sorted(waiting)
+
+
+def main() -> int:
+    var = os.environ.get("CERTIBLOC_VAR_DIR", "var")
+    missing = wait_ready(SERVICES)
+    if missing:
+        print(f"pas prêts après 60 s : {', '.join(missing)}", file=sys.stderr)
+        return 1
+    lines = [
+        "certibloc est prêt :",
+        *(f"  {name:<14} {url}  (API : {url}/docs)" for name, url in SERVICES.items()),
+        f"  {'nats':<14} {os.environ.get('CERTIBLOC_NATS_URL', 'nats://127.0.0.1:4250')}",
+        f"  clé du centre de démonstration : {var}/demo-center.key",
+        "  Ctrl-C arrête tout.",
+    ]
+    print("\n".join(lines), flush=True)
+    signal.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Outbox relay: publishes a service's own notification log to its JetStream stream.
+
+Events leave a service only this way (no dual writes). Each stored notification is translated
+into zero or more contract events; each is published with ``Nats-Msg-Id`` =
+``<source>:<notification id>:<index>`` so a relay that restarts and republishes is deduplicated
+by JetStream, and carries ``position``/``previous`` so consumers can detect gaps.
+
+The relay's position (the position of the last event it got acknowledged) is stored as a
+tracking record in the service's own database, after the stream acknowledged the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import Tracking
+from nats.js import JetStreamContext
+from pydantic import BaseModel
+
+from contracts.envelope import message_position, notification_of
+from contracts.subjects import subject_for
+from services.runtime.store import ServiceApplication
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One contract event to publish: its model and the CloudEvents ``subject``."""
+
+    event: BaseModel
+    event_type: str
+    subject: str | None = None
+
+
+Translator = Callable[[Any], Sequence[Outgoing]]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    subject: str
+    payload: bytes
+    msg_id: str
+
+
+@dataclass(frozen=True)
+class _Batch:
+    messages: list[_Prepared]
+    scanned: int
+    last_notification_id: int
+    last_position: int
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        app: ServiceApplication,
+        translate: Translator,
+        js: JetStreamContext,
+        *,
+        source: str,
+        stream: str,
+        batch_size: int = 1000,
+        idle_seconds: float = 0.05,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.translate = translate
+        self.js = js
+        self.source = source
+        self.stream = stream
+        self.batch_size = batch_size
+        self.idle_seconds = idle_seconds
+        self.publish_timeout = publish_timeout
+        self.tracking_name = f"relay:{stream}"
+        self.published_total = 0
+        self._position: int | None = None  # last acknowledged event position
+        self._cursor: int = 0  # last notification id scanned
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- running -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set; failures back off and resume from the stored position."""
+        self._loop = asyncio.get_running_loop()
+        self.app.on_saved(self._signal)
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                scanned = await self.relay_once()
+                backoff = 0.1
+            except Exception:
+                log.exception("relay failed; resuming from the stored position")
+                self._position = None
+                await _wait_or_stop(stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if scanned < self.batch_size:
+                self._wake.clear()
+                await _wait_first(stop, self._wake, self.idle_seconds)
+
+    async def relay_once(self) -> int:
+        """Publish the next batch of unpublished notifications; return how many were scanned."""
+        batch = await asyncio.to_thread(self._prepare)
+        if batch is None:
+            return 0
+        if batch.messages:
+            await self._publish(batch.messages)
+            await asyncio.to_thread(
+                self.app.process_recorder.insert_tracking,
+                Tracking(self.tracking_name, batch.last_position),
+            )
+            self._position = batch.last_position
+            self.published_total += len(batch.messages)
+        self._cursor = batch.last_notification_id
+        return batch.scanned
+
+    async def position(self) -> int:
+        if self._position is None:
+            await asyncio.to_thread(self._load_position)
+        assert self._position is not None
+        return self._position
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _signal(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _load_position(self) -> None:
+        stored = self.app.process_recorder.max_tracking_id(self.tracking_name) or 0
+        self._position = stored
+        # Notifications after the last published event's one may have yielded nothing; they
+        # are scanned again, which is harmless because translation is deterministic.
+        self._cursor = notification_of(stored)
+
+    def _prepare(self) -> _Batch | None:
+        if self._position is None:
+            self._load_position()
+        assert self._position is not None
+        notifications = self.app.process_recorder.select_notifications(
+            start=self._cursor, limit=self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return None
+        previous = self._position
+        messages: list[_Prepared] = []
+        for notification in notifications:
+            domain_event = self.app.mapper.to_domain_event(notification)
+            timestamp = getattr(domain_event, "timestamp", None)
+            for index, out in enumerate(self.translate(domain_event)):
+                position = message_position(notification.id, index)
+                envelope = {
+                    "specversion": "1.0",
+                    "id": f"{notification.id}.{index}",
+                    "source": self.source,
+                    "type": out.event_type,
+                    "subject": out.subject,
+                    "time": timestamp,
+                    "datacontenttype": "application/json",
+                    "dataschema": f"urn:certibloc:schema:{out.event_type}",
+                    "position": position,
+                    "previous": previous,
+                    "data": out.event.model_dump(mode="json"),
+                }
+                messages.append(
+                    _Prepared(
+                        subject=subject_for(out.event_type),
+                        payload=orjson.dumps(envelope),
+                        msg_id=f"{self.source}:{notification.id}:{index}",
+                    )
+                )
+                previous = position
+        return _Batch(messages, len(notifications), notifications[-1].id, previous)
+
+    async def _publish(self, messages: list[_Prepared]) -> None:
+        futures = [
+            await self.js.publish_async(
+                m.subject, m.payload, headers={"Nats-Msg-Id": m.msg_id}, stream=self.stream
+            )
+            for m in messages
+        ]
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.publish_timeout)
+        for ack in acks:
+            if ack.stream != self.stream:
+                raise RuntimeError(f"published to {ack.stream}, expected {self.stream}")
+
+
+async def _wait_first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
+    _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in waiters:
+        task.cancel()
+    del pending
+
+
+async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,83 @@
+"""Settings shared by every service, read from the environment (pydantic-settings).
+
+Persistence is configured with eventsourcing's own variables (``PERSISTENCE_MODULE``,
+``SQLITE_DBNAME``, ``POSTGRES_*``, optionally prefixed with the application name, e.g.
+``REGISTRY_SQLITE_DBNAME``); when none is set a service uses ``<var_dir>/<service>.sqlite``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PERSISTENCE_KEYS = (
+    "PERSISTENCE_MODULE",
+    "SQLITE_DBNAME",
+    "SQLITE_LOCK_TIMEOUT",
+    "POSTGRES_DBNAME",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_SCHEMA",
+    "POSTGRES_POOL_SIZE",
+    "POSTGRES_MAX_OVERFLOW",
+    "POSTGRES_LOCK_TIMEOUT",
+)
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings. Shared ones are read from ``CERTIBLOC_*``; each service subclasses this
+    with its own ``env_prefix`` (``REGISTRY_PORT``, ``ATTESTATIONS_PORT``...)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CERTIBLOC_", extra="ignore", populate_by_name=True
+    )
+
+    service_name: str = "service"
+    var_dir: Path = Field(
+        default=Path("var"),
+        validation_alias=AliasChoices("CERTIBLOC_VAR_DIR", "var_dir"),
+        description="Local state: stores, keys, mail.",
+    )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4250",
+        validation_alias=AliasChoices("CERTIBLOC_NATS_URL", "nats_url"),
+    )
+    nats_stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=AliasChoices("CERTIBLOC_NATS_REPLICAS", "nats_stream_replicas"),
+    )
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("CERTIBLOC_LOG_LEVEL", "log_level")
+    )
+    host: str = "127.0.0.1"
+    port: int = 8100
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    relay_enabled: bool = True
+    relay_batch: int = Field(default=1000, ge=1)
+    relay_idle_seconds: float = Field(default=0.05, gt=0)
+
+    def eventsourcing_env(self, app_name: str) -> dict[str, str]:
+        """The environment handed to the eventsourcing Application.
+
+        Variables set in the process environment win; SQLite under ``var_dir`` is the default.
+        """
+        env = {k: v for k, v in os.environ.items() if _is_persistence_key(k, app_name)}
+        prefixed = app_name.upper() + "_PERSISTENCE_MODULE"
+        if "PERSISTENCE_MODULE" not in env and prefixed not in env:
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
+            env.setdefault("SQLITE_DBNAME", str(self.var_dir / f"{self.service_name}.sqlite"))
+        return env
+
+
+def _is_persistence_key(key: str, app_name: str) -> bool:
+    prefix = app_name.upper() + "_"
+    bare = key.removeprefix(prefix)
+    return bare in PERSISTENCE_KEYS

@@ -1,0 +1,87 @@
+"""The eventsourcing Application every service builds on.
+
+Its recorder is a *process* recorder, so the same database holds the service's events, the
+positions of the upstream logs it has consumed, and its outbox relay's position.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class ServiceApplication(Application[UUID]):
+    """Base application: process recorder, save listeners, batch-aware aggregate loading."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._saved_listeners: list[Callable[[], None]] = []
+        self._listeners_lock = threading.Lock()
+
+    def construct_recorder(self) -> ProcessRecorder:
+        return self.factory.process_recorder()
+
+    @property
+    def process_recorder(self) -> ProcessRecorder:
+        recorder = self.recorder
+        assert isinstance(recorder, ProcessRecorder)
+        return recorder
+
+    def on_saved(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (from the saving thread) after each successful write."""
+        with self._listeners_lock:
+            self._saved_listeners.append(listener)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        recordings = super().save(*objs, **kwargs)
+        self._fire_saved()
+        return recordings
+
+    def record(self, unit: ProcessingEvent[UUID], tracking: Tracking | None) -> None:
+        """Write what a unit of work collected, atomically with ``tracking`` when given.
+
+        Raises ``eventsourcing.persistence.IntegrityError`` when the tracking position was
+        already recorded (a redelivery) or an aggregate moved on concurrently.
+        """
+        self.events.put(unit.events, tracking=tracking)
+        self._fire_saved()
+
+    def get_in(self, unit: ProcessingEvent[UUID], aggregate_id: UUID, cls: type[A]) -> A | None:
+        """The aggregate as this unit of work sees it (its pending changes included)."""
+        found: object | None = unit.aggregates.get(aggregate_id)
+        if found is None:
+            try:
+                found = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+        if not isinstance(found, cls):
+            raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
+        return found
+
+    def get_optional(self, aggregate_id: UUID, cls: type[A]) -> A | None:
+        try:
+            found: object = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(found, cls):
+            raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
+        return found
+
+    def is_reachable(self) -> bool:
+        """Cheap store round trip for readiness probes."""
+        self.process_recorder.max_notification_id()
+        return True
+
+    def _fire_saved(self) -> None:
+        with self._listeners_lock:
+            listeners: Sequence[Callable[[], None]] = tuple(self._saved_listeners)
+        for listener in listeners:
+            listener()

@@ -1,0 +1,127 @@
+"""A registry served over real HTTP, on a real NATS, with its own SQLite (or PostgreSQL) store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+
+from contracts.subjects import STREAMS
+from services.registry.application import RegistryApp
+from services.registry.composition import create_http_app
+from services.registry.settings import RegistrySettings
+from tests.support.processes import ServedApp
+
+CENTER_A, CENTER_B = "0750001A", "0690002B"
+STREAM = STREAMS["registry"]
+
+JURY = {
+    "members": [
+        {"name": "Mme Leroy", "role": "teacher_public", "present": True},
+        {"name": "M. Benali", "role": "teacher_private", "present": True},
+        {"name": "Mme Petit", "role": "employer", "present": True},
+        {"name": "M. Moreau", "role": "employee", "present": True},
+    ]
+}
+
+
+@dataclass
+class Registry:
+    url: str
+    app: RegistryApp
+    keys: dict[str, str]
+
+    def auth(self, center: str = CENTER_A) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[center]}"}
+
+    def notification_count(self) -> int:
+        return self.app.recorder.max_notification_id() or 0  # type: ignore[attr-defined]
+
+
+@contextmanager
+def serve_registry(var_dir: Path, nats_url: str, **settings: Any) -> Iterator[Registry]:
+    config = RegistrySettings(
+        var_dir=var_dir, nats_url=nats_url, relay_idle_seconds=0.02, **settings
+    )
+    http = create_http_app(config)
+    app: RegistryApp = http.state.registry
+    keys = {}
+    for uai in (CENTER_A, CENTER_B):
+        app.add_center(uai, f"Centre {uai}")
+        keys[uai] = app.issue_key(uai)
+    with ServedApp(http) as served:
+        yield Registry(served.url, app, keys)
+
+
+def candidate(number: str, **overrides: Any) -> dict[str, Any]:
+    body = {
+        "candidate_number": number,
+        "birth_name": "Durand",
+        "usage_name": None,
+        "given_names": ["Léa"],
+        "birth_date": "1994-03-12",
+        "email": f"{number.lower()}@example.org",
+        "certification": "RNCP40705",
+        "access_route": "formation_continue",
+        "candidate_group": 1,
+    }
+    body.update(overrides)
+    return body
+
+
+def pv(lines: list[dict[str, Any]], **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "certification": "RNCP40705",
+        "session": "2026-06",
+        "deliberated_on": "2026-07-03",
+        "jury": JURY,
+        "lines": lines,
+    }
+    body.update(overrides)
+    return body
+
+
+def full_lines(number: str, grade: str = "12") -> list[dict[str, Any]]:
+    return [
+        {"candidate_number": number, "bloc": f"RNCP40705BC{i:02d}", "grade": grade}
+        for i in range(1, 13)
+    ]
+
+
+async def stream_events(
+    js: JetStreamContext, expected: int, timeout: float = 20
+) -> list[dict[str, Any]]:
+    """All events on the registry stream once it holds ``expected`` of them."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            info = await js.stream_info(STREAM)
+            if info.state.messages >= expected:
+                break
+        except Exception:  # noqa: S110 - the stream appears when the relay starts
+            pass
+        assert loop.time() < deadline, f"stream never reached {expected} events"
+        await asyncio.sleep(0.02)
+    sub = await js.subscribe(
+        "certibloc.registry.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    out = []
+    for _ in range(info.state.messages):
+        msg = await sub.next_msg(timeout=5)
+        out.append(orjson.loads(msg.data))
+    await sub.unsubscribe()
+    return out
+
+
+def dumps(body: Any) -> bytes:
+    return json.dumps(body).encode()

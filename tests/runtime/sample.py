@@ -1,0 +1,119 @@
+"""A tiny producer and consumer built on the shared runtime, for testing the runtime alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any, ClassVar
+from uuid import UUID
+
+import orjson
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.domain import Aggregate, event
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from pydantic import BaseModel
+
+from contracts.envelope import CloudEvent
+from contracts.subjects import SUBJECT_PREFIX
+from services.runtime.relay import Outgoing
+from services.runtime.store import ServiceApplication
+
+
+class Counter(Aggregate):
+    @event("Created")
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.total = 0
+
+    @event("Incremented")
+    def increment(self, by: int) -> None:
+        self.total += by
+
+
+class Upstream(ServiceApplication):
+    name = "Upstream"
+
+
+class Tick(BaseModel):
+    counter: str
+    step: int
+    NAME: ClassVar[str] = "tick"
+
+
+class SampleTranslator:
+    """Created stays internal; Incremented(by=n) publishes n ticks (several per notification)."""
+
+    def __init__(self, service: str) -> None:
+        self.event_type = f"fr.certibloc.{service}.tick.v1"
+
+    def __call__(self, domain_event: Any) -> Sequence[Outgoing]:
+        if isinstance(domain_event, Counter.Incremented):
+            return [
+                Outgoing(Tick(counter=str(domain_event.originator_id), step=i), self.event_type)
+                for i in range(domain_event.by)
+            ]
+        return []
+
+
+class Tally(Aggregate):
+    """Downstream effect: which upstream events were applied, in which order."""
+
+    @staticmethod
+    def create_id(key: str) -> UUID:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"tally:{key}")
+
+    @event("Opened")
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.seen: list[str] = []
+
+    @event("Counted")
+    def count(self, event_id: str) -> None:
+        self.seen.append(event_id)
+
+
+class Downstream(ServiceApplication):
+    name = "Downstream"
+
+    def tally(self) -> Tally | None:
+        return self.get_optional(Tally.create_id("all"), Tally)
+
+
+def handle(app: Downstream) -> Any:
+    def handler(ce: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
+        tally = app.get_in(unit, Tally.create_id("all"), Tally) or Tally(key="all")
+        tally.count(event_id=ce.id)
+        unit.collect_events(tally)
+
+    return handler
+
+
+def unique_service() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+async def stream_events(
+    js: JetStreamContext, service: str, expected: int, timeout: float = 20
+) -> list[dict[str, Any]]:
+    """Every message on the service's subjects, read with an ordered consumer."""
+    sub = await js.subscribe(
+        f"{SUBJECT_PREFIX}.{service}.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    out: list[dict[str, Any]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                msg = await sub.next_msg(timeout=0.5)
+            except TimeoutError:
+                info = await js.stream_info(f"S_{service}")
+                if len(out) >= info.state.messages and len(out) >= expected:
+                    break
+                continue
+            out.append(orjson.loads(msg.data))
+    finally:
+        await sub.unsubscribe()
+    return out

