@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
 Modality = Literal[
     "ccf", "ponctuel_ecrit", "ponctuel_oral", "ponctuel_pratique", "ponctuel_oral_pratique"
@@ -102,15 +102,15 @@ class Certification(_Frozen):
     jury_rule: str
     secondary_sources: str
     blocs: list[Bloc]
-    _by_code: dict[str, Bloc] = PrivateAttr(default_factory=dict)
 
-    def model_post_init(self, context: object, /) -> None:
-        self._by_code = {b.code: b for b in self.blocs}
+    @cached_property
+    def _by_code(self) -> dict[str, Bloc]:
+        return {b.code: b for b in self.blocs}
 
     def bloc(self, code: str) -> Bloc | None:
         return self._by_code.get(code)
 
-    @property
+    @cached_property
     def mandatory_blocs(self) -> list[Bloc]:
         return [b for b in self.blocs if not b.optional]
 

@@ -66,7 +66,7 @@ class OutboxRelay:
         *,
         source: str,
         stream: str,
-        batch_size: int = 1000,
+        batch_size: int = 100,
         idle_seconds: float = 0.05,
         publish_timeout: float = 10.0,
     ) -> None:
@@ -80,31 +80,46 @@ class OutboxRelay:
         self.publish_timeout = publish_timeout
         self.tracking_name = f"relay:{stream}"
         self.published_total = 0
-        self._position: int | None = None  # last acknowledged event position
-        self._cursor: int = 0  # last notification id scanned
+        self._position: int | None = None  # last position acknowledged and stored
+        self._prepared_position = 0  # last position prepared (may be ahead while publishing)
+        self._cursor = 0  # last notification id scanned
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- running -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until ``stop`` is set; failures back off and resume from the stored position."""
+        """Relay until ``stop`` is set. The next batch is prepared while the previous one is
+        being published; failures back off and resume from the stored position."""
         self._loop = asyncio.get_running_loop()
         self.app.on_saved(self._signal)
         backoff = 0.1
+        inflight: asyncio.Task[None] | None = None
         while not stop.is_set():
             try:
-                scanned = await self.relay_once()
+                batch = await asyncio.to_thread(self._prepare)
+                if inflight is not None:
+                    await inflight
+                    inflight = None
+                if batch is not None and batch.messages:
+                    inflight = asyncio.create_task(self._deliver(batch))
                 backoff = 0.1
             except Exception:
                 log.exception("relay failed; resuming from the stored position")
+                if inflight is not None:
+                    inflight.cancel()
+                    inflight = None
                 self._position = None
                 await _wait_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if scanned < self.batch_size:
+            if batch is None or batch.scanned < self.batch_size:
+                if inflight is not None:
+                    continue  # collect its outcome first
                 self._wake.clear()
                 await _wait_first(stop, self._wake, self.idle_seconds)
+        if inflight is not None:
+            await asyncio.gather(inflight, return_exceptions=True)
 
     async def relay_once(self) -> int:
         """Publish the next batch of unpublished notifications; return how many were scanned."""
@@ -112,14 +127,7 @@ class OutboxRelay:
         if batch is None:
             return 0
         if batch.messages:
-            await self._publish(batch.messages)
-            await asyncio.to_thread(
-                self.app.process_recorder.insert_tracking,
-                Tracking(self.tracking_name, batch.last_position),
-            )
-            self._position = batch.last_position
-            self.published_total += len(batch.messages)
-        self._cursor = batch.last_notification_id
+            await self._deliver(batch)
         return batch.scanned
 
     async def position(self) -> int:
@@ -130,27 +138,37 @@ class OutboxRelay:
 
     # --- internals -----------------------------------------------------------------------
 
+    async def _deliver(self, batch: _Batch) -> None:
+        await self._publish(batch.messages)
+        await asyncio.to_thread(
+            self.app.process_recorder.insert_tracking,
+            Tracking(self.tracking_name, batch.last_position),
+        )
+        self._position = batch.last_position
+        self.published_total += len(batch.messages)
+
     def _signal(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _load_position(self) -> None:
         stored = self.app.process_recorder.max_tracking_id(self.tracking_name) or 0
-        self._position = stored
+        self._position = self._prepared_position = stored
         # Notifications after the last published event's one may have yielded nothing; they
         # are scanned again, which is harmless because translation is deterministic.
         self._cursor = notification_of(stored)
 
     def _prepare(self) -> _Batch | None:
+        """Translate the next notifications; advances the in-memory cursor (not the stored
+        position, which moves only once the stream acknowledged)."""
         if self._position is None:
             self._load_position()
-        assert self._position is not None
         notifications = self.app.process_recorder.select_notifications(
             start=self._cursor, limit=self.batch_size, inclusive_of_start=False
         )
         if not notifications:
             return None
-        previous = self._position
+        previous = self._prepared_position
         messages: list[_Prepared] = []
         for notification in notifications:
             domain_event = self.app.mapper.to_domain_event(notification)
@@ -178,6 +196,8 @@ class OutboxRelay:
                     )
                 )
                 previous = position
+        self._cursor = notifications[-1].id
+        self._prepared_position = previous
         return _Batch(messages, len(notifications), notifications[-1].id, previous)
 
     async def _publish(self, messages: list[_Prepared]) -> None:

@@ -60,7 +60,7 @@ class ServiceSettings(BaseSettings):
     port: int = 8100
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     relay_enabled: bool = True
-    relay_batch: int = Field(default=1000, ge=1)
+    relay_batch: int = Field(default=100, ge=1)
     relay_idle_seconds: float = Field(default=0.05, gt=0)
 
     def eventsourcing_env(self, app_name: str) -> dict[str, str]:

