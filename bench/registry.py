@@ -101,7 +101,8 @@ async def one_run(
 
             await asyncio.gather(*(register(i) for i in range(candidates)))
             stream = STREAMS["registry"]
-            while (await js.stream_info(stream)).state.messages < candidates:
+            baseline = candidates + 1  # registrations and the center's key event
+            while (await js.stream_info(stream)).state.messages < baseline:
                 await asyncio.sleep(0.01)
             body = json.dumps(generate_pv(candidates, blocs)).encode()
             started = time.perf_counter()
@@ -115,14 +116,14 @@ async def one_run(
             receipt = response.json()
         # One bloc-graded per line, one bloc-validated per validated line (10 of 12 blocs:
         # no diploma decision, so no award events).
-        expected = candidates + receipt["lines"] + receipt["validated"]
+        expected = baseline + receipt["lines"] + receipt["validated"]
         while (await js.stream_info(stream)).state.messages < expected:
             await asyncio.sleep(0.01)
         finished = time.perf_counter()
         lines = receipt["lines"]
         return {
             "lines": lines,
-            "events": expected - candidates,
+            "events": expected - baseline,
             "http_seconds": answered - started,
             "total_seconds": finished - started,
             "lines_per_second": lines / (finished - started),

@@ -174,6 +174,25 @@ class CertificationAwardWithdrawn(RegistryEvent):
     exam_center: str
 
 
+class ExamCenterKeyIssued(RegistryEvent):
+    """An exam center got a new API key. Only its SHA-256 digest travels (the key has 256
+    random bits, so the digest reveals nothing); other services authenticate centers with it."""
+
+    NAME: ClassVar[str] = "exam-center-key-issued"
+    exam_center: str
+    key_id: str
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    issued_at: datetime
+
+
+class ExamCenterKeyRevoked(RegistryEvent):
+    """An exam center's API key was revoked."""
+
+    NAME: ClassVar[str] = "exam-center-key-revoked"
+    exam_center: str
+    key_id: str
+
+
 EVENTS: tuple[type[RegistryEvent], ...] = (
     CandidateRegistered,
     BlocGraded,
@@ -182,4 +201,6 @@ EVENTS: tuple[type[RegistryEvent], ...] = (
     CertificationAwarded,
     BlocValidationWithdrawn,
     CertificationAwardWithdrawn,
+    ExamCenterKeyIssued,
+    ExamCenterKeyRevoked,
 )

@@ -1,6 +1,6 @@
 """Domain events of the registry -> published contract events (``contracts.registry_v1``).
 
-The one place where internal events meet the wire. Exam-center and key events stay internal.
+The one place where internal events meet the wire. Key events travel as digests only.
 One stored event may yield several contract events (a candidate's results in a deliberation
 become one bloc-graded per line, one bloc-validated per bloc acquired, ...).
 """
@@ -8,12 +8,13 @@ become one bloc-graded per line, one bloc-validated per bloc acquired, ...).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from contracts import registry_v1 as v1
 from contracts.referential import load_certification
 from services.registry.domain.candidate import Candidate
+from services.registry.domain.exam_center import ExamCenter
 from services.registry.domain.marks import parse_mark
 from services.runtime.relay import Outgoing
 
@@ -21,6 +22,16 @@ from services.runtime.relay import Outgoing
 def translate(domain_event: object) -> Sequence[Outgoing]:
     # Event attributes are made by eventsourcing at run time: read them untyped.
     e: Any = domain_event
+    if isinstance(domain_event, ExamCenter.KeyIssued):
+        issued = v1.ExamCenterKeyIssued(
+            exam_center=e.uai,
+            key_id=e.key_id,
+            digest=e.digest,
+            issued_at=datetime.fromisoformat(e.issued_at),
+        )
+        return [_out(issued, e.uai)]
+    if isinstance(domain_event, ExamCenter.KeyRevoked):
+        return [_out(v1.ExamCenterKeyRevoked(exam_center=e.uai, key_id=e.key_id), e.uai)]
     if isinstance(domain_event, Candidate.Registered):
         return [_registered(e)]
     if isinstance(domain_event, Candidate.ResultsRecorded):

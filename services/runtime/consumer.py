@@ -34,6 +34,7 @@ from services.runtime.store import ServiceApplication
 log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent, ProcessingEvent[UUID]], None]
+BeforeCommit = Callable[[ProcessingEvent[UUID]], None]
 
 
 @dataclass
@@ -56,9 +57,11 @@ class EventConsumer:
         batch_size: int = 500,
         fetch_timeout: float = 0.5,
         retry_delay: float = 0.5,
+        before_commit: BeforeCommit | None = None,
     ) -> None:
         self.app = app
         self.handler = handler
+        self.before_commit = before_commit
         self.js = js
         self.stream = stream
         self.durable = durable
@@ -147,6 +150,8 @@ class EventConsumer:
                 pending.append(i)
                 reached = event.position
         if pending:
+            if self.before_commit is not None:
+                self.before_commit(unit)
             try:
                 self.app.record(unit, Tracking(self.upstream, reached))
             except IntegrityError:

@@ -74,6 +74,7 @@ async def test_registry_killed_mid_relay_publishes_every_event_exactly_once(
             assert response.status_code == 201
         # graded + validated per line, one diploma per candidate, one registration each
         expected = CANDIDATES * (1 + 2 * BLOCS + 1)
+        key_events = 1  # the demo center's key, published as a digest
 
         async def published() -> int:
             return int((await js.stream_info(STREAM)).state.messages)
@@ -87,12 +88,13 @@ async def test_registry_killed_mid_relay_publishes_every_event_exactly_once(
         assert count < expected, "the relay finished before it could be killed"
         service.start()
         events = await stream_events(js, expected, timeout=60)
+        assert (await js.stream_info(STREAM)).state.messages == expected + key_events
     finally:
         service.stop()
     positions = [e["position"] for e in events]
     assert len(events) == expected
     assert len(set(positions)) == expected
-    previous = 0
+    previous = 2000  # the key event: notification 2 (the center itself, 1, stays internal)
     for event in events:
         assert event["previous"] == previous
         previous = event["position"]

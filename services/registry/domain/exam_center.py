@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -41,6 +42,9 @@ class KeyInfo:
 
 
 class ExamCenter(Aggregate):
+    KeyIssued: ClassVar[type[Aggregate.Event]]
+    KeyRevoked: ClassVar[type[Aggregate.Event]]
+
     @staticmethod
     def create_id(uai: str) -> UUID:
         return ids.exam_center_id(uai)
@@ -55,11 +59,13 @@ class ExamCenter(Aggregate):
         """Return a new key; only its digest is recorded."""
         key = new_key(self.uai)
         key_digest = digest(key)
-        self._key_issued(key_id=key_digest[:12], digest=key_digest, issued_at=issued_at)
+        self._key_issued(
+            uai=self.uai, key_id=key_digest[:12], digest=key_digest, issued_at=issued_at
+        )
         return key
 
     @event("KeyIssued")
-    def _key_issued(self, key_id: str, digest: str, issued_at: str) -> None:
+    def _key_issued(self, uai: str, key_id: str, digest: str, issued_at: str) -> None:
         self.keys[key_id] = KeyInfo(key_id, digest, issued_at)
 
     def revoke_key(self, key_id: str) -> None:
@@ -68,10 +74,10 @@ class ExamCenter(Aggregate):
             raise UnknownEntity(f"Aucune clé {key_id} pour le centre {self.uai}.")
         if info.revoked:
             raise ConflictingState(f"La clé {key_id} est déjà révoquée.")
-        self._key_revoked(key_id=key_id)
+        self._key_revoked(uai=self.uai, key_id=key_id)
 
     @event("KeyRevoked")
-    def _key_revoked(self, key_id: str) -> None:
+    def _key_revoked(self, uai: str, key_id: str) -> None:
         info = self.keys[key_id]
         self.keys[key_id] = KeyInfo(info.key_id, info.digest, info.issued_at, revoked=True)
 
