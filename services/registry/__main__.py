@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _key_id(key: str) -> str:
-    from services.registry.domain.exam_center import digest
+    from contracts.api_keys import digest, key_id
 
-    return digest(key)[:12]
+    return key_id(digest(key))
 
 
 def ensure_demo_center(registry: object, key_file: Path) -> None:

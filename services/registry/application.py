@@ -16,6 +16,7 @@ from uuid import UUID, uuid4
 from eventsourcing.persistence import IntegrityError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
+from contracts.api_keys import uai_of
 from contracts.referential import Certification, load_certification
 from services.registry.domain import ids
 from services.registry.domain.candidate import Candidate
@@ -26,7 +27,7 @@ from services.registry.domain.errors import (
     RuleViolation,
     UnknownEntity,
 )
-from services.registry.domain.exam_center import ExamCenter, uai_of_key
+from services.registry.domain.exam_center import ExamCenter
 from services.registry.domain.jury import Member, check_jury, lacks_private_teacher
 from services.registry.domain.marks import parse_mark
 from services.registry.domain.pv import LineProblem, PvLine, check_candidate_number, parse_lines
@@ -98,7 +99,7 @@ class RegistryApp(ServiceApplication):
 
     def authenticate(self, key: str) -> str | None:
         """The UAI of the center owning this active key, or None."""
-        uai = uai_of_key(key)
+        uai = uai_of(key)
         if uai is None:
             return None
         center = self.get_optional(ids.exam_center_id(uai), ExamCenter)

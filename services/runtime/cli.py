@@ -19,6 +19,7 @@ def serve(factory: str, settings: ServiceSettings) -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
         log_config=None,
         access_log=False,
         proxy_headers=False,

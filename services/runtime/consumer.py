@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-import orjson
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -80,24 +79,39 @@ class EventConsumer:
         self._sub = await self.js.pull_subscribe_bind(self.durable, self.stream)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set. The next batch is fetched while the current one is
+        being applied, so NATS round trips overlap with the work."""
         if self._sub is None:
             await self.start()
+        prefetch: asyncio.Task[list[Any]] | None = None
         while not stop.is_set():
             try:
-                await self.consume_once()
+                msgs = await (prefetch or self._fetch())
+                prefetch = asyncio.create_task(self._fetch())
+                await self._process(msgs)
             except Exception:
                 log.exception("consumer batch failed; it will be redelivered")
                 self._position = None
                 await asyncio.sleep(self.retry_delay)
+        if prefetch is not None:
+            prefetch.cancel()
+            await asyncio.gather(prefetch, return_exceptions=True)
 
     async def consume_once(self) -> int:
         """Fetch one batch and apply it; return how many messages were newly applied."""
+        return await self._process(await self._fetch())
+
+    async def _fetch(self) -> list[Any]:
         try:
-            msgs = await self._sub.fetch(self.batch_size, timeout=self.fetch_timeout)
-        except NatsTimeoutError:
+            msgs: list[Any] = await self._sub.fetch(self.batch_size, timeout=self.fetch_timeout)
+        except (NatsTimeoutError, TimeoutError):
+            return []
+        return msgs
+
+    async def _process(self, msgs: list[Any]) -> int:
+        if not msgs:
             return 0
-        events = [CloudEvent.model_validate(orjson.loads(m.data)) for m in msgs]
-        verdicts = await asyncio.to_thread(self._apply, events)
+        verdicts = await asyncio.to_thread(self._parse_and_apply, [m.data for m in msgs])
         for i in verdicts.ack:
             await msgs[i].ack()
         for i in verdicts.retry:
@@ -111,6 +125,9 @@ class EventConsumer:
         return self._position
 
     # --- internals (run in a worker thread: eventsourcing is synchronous) ----------------
+
+    def _parse_and_apply(self, payloads: list[bytes]) -> _Verdicts:
+        return self._apply([CloudEvent.model_validate_json(p) for p in payloads])
 
     def _stored_position(self) -> int:
         return self.app.process_recorder.max_tracking_id(self.upstream) or 0

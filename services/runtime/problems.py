@@ -50,6 +50,11 @@ class Unauthorized(Problem):
     title = "Authentification requise"
 
 
+class Forbidden(Problem):
+    status = 403
+    title = "Accès refusé"
+
+
 class NotFound(Problem):
     status = 404
     title = "Introuvable"

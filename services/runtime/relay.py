@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from nats.js import JetStreamContext
 from pydantic import BaseModel
 
@@ -140,10 +140,16 @@ class OutboxRelay:
 
     async def _deliver(self, batch: _Batch) -> None:
         await self._publish(batch.messages)
-        await asyncio.to_thread(
-            self.app.process_recorder.insert_tracking,
-            Tracking(self.tracking_name, batch.last_position),
-        )
+        try:
+            await asyncio.to_thread(
+                self.app.process_recorder.insert_tracking,
+                Tracking(self.tracking_name, batch.last_position),
+            )
+        except IntegrityError:
+            # Another relay of the same service (a second worker or replica) stored this
+            # position or a later one: its publications were deduplicated, ours too. Re-read.
+            self._position = None
+            return
         self._position = batch.last_position
         self.published_total += len(batch.messages)
 

@@ -33,6 +33,9 @@ class ServiceRuntime:
     app: ServiceApplication
     translate: Translator
     workers: list[Worker] = field(default_factory=list)
+    # (stream, producing service) this service consumes; created if the producer has not yet,
+    # with the producer's own configuration, so start-up order does not matter.
+    upstream_streams: list[tuple[str, str]] = field(default_factory=list)
     nats: Client | None = None
     relay: OutboxRelay | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -52,6 +55,8 @@ class ServiceRuntime:
         js = self.nats.jetstream()
         stream = STREAMS[name]
         await ensure_stream(js, stream, name, self.settings.nats_stream_replicas)
+        for upstream, producer in self.upstream_streams:
+            await ensure_stream(js, upstream, producer, self.settings.nats_stream_replicas)
         self.relay = OutboxRelay(
             self.app,
             self.translate,
@@ -63,8 +68,9 @@ class ServiceRuntime:
         )
         if self.settings.relay_enabled:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
-        for worker in self.workers:
-            self._tasks.append(asyncio.create_task(worker(js, self._stop)))
+        if self.settings.consumers_enabled:
+            for worker in self.workers:
+                self._tasks.append(asyncio.create_task(worker(js, self._stop)))
         log.info("service started", extra={"nats": self.settings.nats_url})
 
     async def stop(self) -> None:

@@ -58,8 +58,14 @@ class ServiceSettings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8100
+    workers: int = Field(default=1, ge=1, le=16, description="uvicorn worker processes")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    relay_enabled: bool = True
+    relay_enabled: bool = Field(
+        default=True, description="Run the outbox relay in this process (off: another does)."
+    )
+    consumers_enabled: bool = Field(
+        default=True, description="Run the JetStream consumers in this process."
+    )
     relay_batch: int = Field(default=100, ge=1)
     relay_idle_seconds: float = Field(default=0.05, gt=0)
 

@@ -45,12 +45,25 @@ class ServiceApplication(Application[UUID]):
         self._fire_saved()
         return recordings
 
+    @staticmethod
+    def stage(unit: ProcessingEvent[UUID], *aggregates: Aggregate) -> None:
+        """Make aggregates part of a unit of work; their new events are collected at commit.
+
+        Cheaper than ``unit.collect_events`` per call, whose runtime Protocol checks cost tens
+        of microseconds each (a bulk batch stages tens of thousands of times).
+        """
+        for aggregate in aggregates:
+            unit.aggregates[aggregate.id] = aggregate
+
     def record(self, unit: ProcessingEvent[UUID], tracking: Tracking | None) -> None:
         """Write what a unit of work collected, atomically with ``tracking`` when given.
 
         Raises ``eventsourcing.persistence.IntegrityError`` when the tracking position was
         already recorded (a redelivery) or an aggregate moved on concurrently.
         """
+        for aggregate in unit.aggregates.values():
+            if isinstance(aggregate, Aggregate):
+                unit.events.extend(aggregate.collect_events())
         self.events.put(unit.events, tracking=tracking)
         self._fire_saved()
 

@@ -169,8 +169,8 @@ def postgres_server(workdir: Path) -> Iterator[Postgres]:
 class ServedApp:
     """A FastAPI app served by uvicorn on a free loopback port, in a thread of this process."""
 
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
         )

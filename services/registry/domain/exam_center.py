@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass
 from typing import ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from contracts.api_keys import digest, key_id, new_key
 from services.registry.domain import ids
 from services.registry.domain.errors import ConflictingState, UnknownEntity
-
-KEY_PREFIX = "cbk"
-
-
-def digest(key: str) -> str:
-    # Keys carry 256 random bits, so a fast hash is enough (no dictionary to guard against).
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_key(uai: str) -> str:
-    return f"{KEY_PREFIX}_{uai}_{secrets.token_urlsafe(32)}"
-
-
-def uai_of_key(key: str) -> str | None:
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != KEY_PREFIX:
-        return None
-    return parts[1]
 
 
 @dataclass(frozen=True)
@@ -60,7 +41,7 @@ class ExamCenter(Aggregate):
         key = new_key(self.uai)
         key_digest = digest(key)
         self._key_issued(
-            uai=self.uai, key_id=key_digest[:12], digest=key_digest, issued_at=issued_at
+            uai=self.uai, key_id=key_id(key_digest), digest=key_digest, issued_at=issued_at
         )
         return key
 

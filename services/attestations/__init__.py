@@ -1,0 +1,1 @@
+"""The attestation service: verifiable credentials for acquired blocs and certifications."""

@@ -1,0 +1,304 @@
+"""The attestations application: issues and revokes attestations from the registry's events,
+answers verification queries. Synchronous (eventsourcing); the HTTP layer runs it in threads."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import ProcessingEvent
+
+from contracts import api_keys
+from contracts.envelope import CloudEvent
+from contracts.referential import load_certification
+from contracts.subjects import event_type
+from services.attestations.domain import credential as vc
+from services.attestations.domain.aggregates import (
+    STATUS_LIST_SIZE,
+    Attestation,
+    CenterKeys,
+    Holder,
+    StatusAllocator,
+    StatusList,
+)
+from services.attestations.domain.jose import SigningKey, sign
+from services.runtime.store import ServiceApplication
+
+log = logging.getLogger(__name__)
+
+REGISTRY = {
+    name: event_type("registry", name, 1)
+    for name in (
+        "candidate-registered",
+        "bloc-validated",
+        "certification-awarded",
+        "bloc-validation-withdrawn",
+        "certification-award-withdrawn",
+        "exam-center-key-issued",
+        "exam-center-key-revoked",
+    )
+}
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where the service is published: builds every URL that goes into a credential."""
+
+    base_url: str
+
+    def verify(self, public_id: str) -> str:
+        return f"{self.base_url}/v/{public_id}"
+
+    def status_list(self, number: int) -> str:
+        return f"{self.base_url}/v1/status-lists/{number}"
+
+
+class AttestationsApp(ServiceApplication):
+    name = "Attestations"
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        issuer: vc.IssuerProfile,
+        links: Links,
+        signing_key: Callable[[], SigningKey],
+    ) -> None:
+        super().__init__(env)
+        self.issuer = issuer
+        self.links = links
+        self.signing_key = signing_key
+        self._status_cache: dict[int, tuple[int, str]] = {}
+        self._status_lock = threading.Lock()
+
+    # --- consuming the registry's events (one call per event, inside a batch) --------------
+
+    def handle(self, event: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
+        data = event.data
+        kind = event.type
+        if kind == REGISTRY["bloc-validated"]:
+            cert = load_certification(data["certification"])
+            if cert.grants_bloc_attestations(data["access_route"]):
+                holder = self._holder(unit, data["candidate_number"])
+                achievement = bloc_achievement(data["certification"], data["bloc"])
+                self._issue(unit, holder, achievement, data["validation_id"], event.time)
+        elif kind == REGISTRY["candidate-registered"]:
+            self._register_holder(data, unit)
+        elif kind == REGISTRY["certification-awarded"]:
+            holder = self._holder(unit, data["candidate_number"])
+            achievement = certification_achievement(data["certification"])
+            self._issue(unit, holder, achievement, data["award_id"], event.time)
+        elif kind == REGISTRY["bloc-validation-withdrawn"]:
+            self._revoke(unit, data["candidate_number"], data["validation_id"], data["reason"])
+        elif kind == REGISTRY["certification-award-withdrawn"]:
+            self._revoke(unit, data["candidate_number"], data["award_id"], data["reason"])
+        elif kind == REGISTRY["exam-center-key-issued"]:
+            keys = self._center_keys(unit, data["exam_center"])
+            keys.add(key_id=data["key_id"], digest=data["digest"])
+            self.stage(unit, keys)
+        elif kind == REGISTRY["exam-center-key-revoked"]:
+            keys = self._center_keys(unit, data["exam_center"])
+            keys.remove(key_id=data["key_id"])
+            self.stage(unit, keys)
+
+    def _center_keys(self, unit: ProcessingEvent[UUID], exam_center: str) -> CenterKeys:
+        found = self.get_in(unit, CenterKeys.create_id(exam_center), CenterKeys)
+        return found if found is not None else CenterKeys(exam_center=exam_center)
+
+    def before_commit(self, unit: ProcessingEvent[UUID]) -> None:
+        """Write what was accumulated over the batch: one event per holder and allocator."""
+        for aggregate in unit.aggregates.values():
+            if isinstance(aggregate, Holder | StatusAllocator):
+                aggregate.flush()
+
+    def _register_holder(self, data: dict[str, Any], unit: ProcessingEvent[UUID]) -> None:
+        if self.get_in(unit, Holder.create_id(data["candidate_number"]), Holder) is not None:
+            return
+        family = data.get("usage_name") or data["birth_name"]
+        holder = Holder(
+            candidate_number=data["candidate_number"],
+            exam_center=data["exam_center"],
+            given_names=data["given_names"],
+            family_name=family,
+            birth_name=data["birth_name"] if family != data["birth_name"] else None,
+            email=data["email"],
+            access_route=data["access_route"],
+            certification=data["certification"],
+        )
+        self.stage(unit, holder)
+
+    def _holder(self, unit: ProcessingEvent[UUID], candidate_number: str) -> Holder:
+        holder = self.get_in(unit, Holder.create_id(candidate_number), Holder)
+        if holder is None:
+            # The registry publishes candidate-registered first on the same ordered stream.
+            raise LookupError(f"no candidate-registered event seen for {candidate_number}")
+        return holder
+
+    def _issue(
+        self,
+        unit: ProcessingEvent[UUID],
+        holder: Holder,
+        achievement: vc.AchievementInfo,
+        source_id: str,
+        at: datetime,
+    ) -> None:
+        if holder.attested(source_id) is not None:
+            return
+        allocator = self.get_in(unit, StatusAllocator.ID, StatusAllocator)
+        if allocator is None:
+            allocator = StatusAllocator(list_size=STATUS_LIST_SIZE)
+        list_number, index = allocator.reserve()
+        public_id = Attestation.new_public_id()  # 128 random bits
+        key = self.signing_key()
+        credential = vc.build_credential(
+            attestation_id=public_id,
+            verify_url=self.links.verify(public_id),
+            issuer=self.issuer,
+            holder=vc.Holder(
+                given_names=tuple(holder.given_names),
+                family_name=holder.family_name,
+                birth_name=holder.birth_name,
+            ),
+            achievement=achievement,
+            valid_from=at,
+            status=vc.StatusEntry(list_url=self.links.status_list(list_number), index=index),
+        )
+        previous = holder.latest_for(achievement.kind, achievement.code)
+        issued = Attestation.issued(
+            public_id=public_id,
+            kind=achievement.kind,
+            code=achievement.code,
+            title=achievement.title,
+            certification=achievement.certification_code,
+            candidate_number=holder.candidate_number,
+            exam_center=holder.exam_center,
+            holder={"given_names": holder.given_names, "family_name": holder.family_name},
+            source_id=source_id,
+            status_list=list_number,
+            status_index=index,
+            kid=key.kid,
+            credential=sign(credential, key),
+            issued_at=at.isoformat(),
+        )
+        holder.note(source_id, public_id, achievement.kind, achievement.code)
+        unit.events.append(issued)
+        self.stage(unit, holder, allocator)
+        if previous is not None:
+            replaced = self.get_in(unit, Attestation.create_id(previous), Attestation)
+            if replaced is not None and replaced.revoked_at is not None:
+                replaced.supersede(by=public_id)
+                self.stage(unit, replaced)
+
+    def _revoke(
+        self, unit: ProcessingEvent[UUID], candidate_number: str, source_id: str, reason: str
+    ) -> None:
+        holder = self._holder(unit, candidate_number)
+        public_id = holder.attested(source_id)
+        if public_id is None:
+            return  # nothing was issued for it (the policy did not cover this candidate)
+        attestation = self.get_in(unit, Attestation.create_id(public_id), Attestation)
+        assert attestation is not None
+        if not attestation.revoke(reason=reason, at=datetime.now(UTC).isoformat()):
+            return
+        status = self.get_in(unit, StatusList.create_id(attestation.status_list), StatusList)
+        if status is None:
+            status = StatusList(number=attestation.status_list, size=STATUS_LIST_SIZE)
+        status.revoke(index=attestation.status_index)
+        self.stage(unit, attestation, status)
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def authenticate_center(self, key: str) -> str | None:
+        """The UAI of the exam center owning this active API key, or None."""
+        uai = api_keys.uai_of(key)
+        if uai is None:
+            return None
+        keys = self.get_optional(CenterKeys.create_id(uai), CenterKeys)
+        if keys is None:
+            return None
+        presented = api_keys.digest(key)
+        matched = False
+        for known in keys.digests.values():
+            matched |= hmac.compare_digest(known, presented)
+        return uai if matched else None
+
+    def attestation(self, public_id: str) -> Attestation | None:
+        if len(public_id) != 22:
+            return None
+        try:
+            aggregate_id = Attestation.create_id(public_id)
+        except ValueError:
+            return None
+        return self.get_optional(aggregate_id, Attestation)
+
+    def holder(self, candidate_number: str) -> Holder | None:
+        return self.get_optional(Holder.create_id(candidate_number), Holder)
+
+    def attestations_of(self, exam_center: str, candidate_number: str) -> list[Attestation] | None:
+        holder = self.holder(candidate_number)
+        if holder is None or holder.exam_center != exam_center:
+            return None
+        found = [self.attestation(pid) for pid in holder.public_ids()]
+        return [a for a in found if a is not None]
+
+    def status_list_credential(self, number: int) -> str | None:
+        """The signed Bitstring Status List credential; re-signed only when it changed."""
+        allocator = self.get_optional(StatusAllocator.ID, StatusAllocator)
+        if allocator is None or not 1 <= number <= allocator.next_index // STATUS_LIST_SIZE + 1:
+            return None
+        status = self.get_optional(StatusList.create_id(number), StatusList)
+        version = status.version if status is not None else 0
+        with self._status_lock:
+            cached = self._status_cache.get(number)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        revoked = status.revoked if status is not None else []
+        url = self.links.status_list(number)
+        credential = vc.build_status_list_credential(
+            list_url=url,
+            issuer=self.issuer,
+            encoded_list=vc.encode_status_list(revoked, STATUS_LIST_SIZE),
+            valid_from=datetime.now(UTC),
+        )
+        token = sign(credential, self.signing_key())
+        with self._status_lock:
+            self._status_cache[number] = (version, token)
+        return token
+
+
+@lru_cache(maxsize=256)
+def bloc_achievement(certification: str, code: str) -> vc.AchievementInfo:
+    cert = load_certification(certification)
+    bloc = cert.bloc(code)
+    if bloc is None:
+        raise LookupError(f"unknown bloc {code} of {certification}")
+    return vc.AchievementInfo(
+        code=bloc.code,
+        title=bloc.title,
+        kind="bloc",
+        competences=tuple(bloc.competences),
+        certification_code=cert.code,
+        certification_title=cert.title,
+        level=cert.level,
+    )
+
+
+@lru_cache(maxsize=16)
+def certification_achievement(certification: str) -> vc.AchievementInfo:
+    cert = load_certification(certification)
+    return vc.AchievementInfo(
+        code=cert.code,
+        title=cert.title,
+        kind="certification",
+        competences=tuple(c for b in cert.mandatory_blocs for c in b.competences),
+        certification_code=cert.code,
+        certification_title=cert.title,
+        level=cert.level,
+    )

@@ -1,0 +1,122 @@
+"""Composition root of the attestations service."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.templating import Jinja2Templates
+from nats.js import JetStreamContext
+
+from contracts.referential import load_certification
+from contracts.subjects import STREAMS
+from services.attestations.api.routes import Context, router
+from services.attestations.application import AttestationsApp, Links
+from services.attestations.domain.jose import SigningKey
+from services.attestations.identity import issuer_profile
+from services.attestations.keys import KeyStore
+from services.attestations.pdf import PdfSigner
+from services.attestations.settings import AttestationsSettings
+from services.attestations.translation import translator
+from services.runtime.consumer import EventConsumer
+from services.runtime.http import create_app
+from services.runtime.logging import configure_logging
+from services.runtime.secrets import load_or_create_secret
+from services.runtime.service import ServiceRuntime
+
+CERTIFICATION = "RNCP40705"  # the certifier named as issuer; one issuer per deployment
+
+
+class ActiveKey:
+    """The active signing key, re-read when an operator rotates it (no restart needed)."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self._key = store.ensure()
+        self._checked = time.monotonic()
+
+    def __call__(self) -> SigningKey:
+        now = time.monotonic()
+        if now - self._checked > 1.0:
+            self._checked = now
+            kid = self.store.active_kid()
+            if kid != self._key.kid:
+                self._key = self.store.load(kid)
+        return self._key
+
+    def jwks(self) -> dict[str, Any]:
+        return self.store.public_jwks()
+
+
+def build_attestations(settings: AttestationsSettings) -> tuple[AttestationsApp, ActiveKey]:
+    keys = ActiveKey(KeyStore(settings.signing_keys_dir))
+    base = settings.public_base_url.rstrip("/")
+    app = AttestationsApp(
+        env=settings.eventsourcing_env(AttestationsApp.name),
+        issuer=issuer_profile(base, load_certification(CERTIFICATION)),
+        links=Links(base),
+        signing_key=keys,
+    )
+    return app, keys
+
+
+def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
+    settings = settings or AttestationsSettings()
+    app, keys = build_attestations(settings)
+
+    async def consume(js: JetStreamContext, stop: asyncio.Event) -> None:
+        consumer = EventConsumer(
+            app,
+            app.handle,
+            js,
+            stream=STREAMS["registry"],
+            durable="attestations",
+            upstream="registry",
+            batch_size=settings.consumer_batch,
+            before_commit=app.before_commit,
+        )
+        await consumer.run(stop)
+
+    runtime = ServiceRuntime(
+        settings=settings,
+        app=app,
+        translate=translator(app.links.verify),
+        workers=[consume],
+        upstream_streams=[(STREAMS["registry"], "registry")],
+    )
+    http = create_app(
+        title="certibloc — attestations",
+        version="1.0.0",
+        description="Attestations signées (W3C VC 2.0 / Open Badges 3.0), vérification, PDF.",
+        lifespan=runtime.lifespan,
+        readiness=[runtime.store_ready, runtime.nats_ready],
+        max_body_bytes=settings.max_body_bytes,
+    )
+    secret = settings.download_token_secret
+    http.state.context = Context(
+        app=app,
+        templates=Jinja2Templates(directory=str(_templates_dir())),
+        jwks=keys.jwks,
+        pdf_signer=PdfSigner.load_or_create(settings.pdf_identity_dir),
+        pdf_cache=settings.pdf_cache_dir,
+        download_secret=bytes.fromhex(secret.get_secret_value())
+        if secret
+        else load_or_create_secret(settings.download_secret_file),
+    )
+    http.state.runtime = runtime
+    http.include_router(router)
+    return http
+
+
+def _templates_dir() -> Path:
+    return Path(str(resources.files("services.attestations") / "templates"))
+
+
+def app_factory() -> FastAPI:
+    settings = AttestationsSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    return create_http_app(settings)

@@ -1,0 +1,1 @@
+"""Pure domain logic of the attestation service: no I/O here."""

@@ -1,0 +1,261 @@
+"""Aggregates of the attestations service.
+
+Per issued attestation exactly one stored event (``Attestation.Issued``); what changes for many
+attestations at once (a holder's index, the status-list allocator) is accumulated in memory
+during a consumer batch and written as one event per aggregate when the batch commits
+(``flush``), so issuing 10,000 attestations does not cost 30,000 events.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from functools import lru_cache
+from typing import Any, ClassVar
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+NAMESPACE = UUID("0b7c4f9e-2d51-4c8a-8f3e-6a1d9e2b5c70")
+STATUS_LIST_SIZE = 131072  # the W3C minimum: herd privacy for every holder
+
+
+class Attestation(Aggregate):
+    Issued: ClassVar[type[Aggregate.Created]]
+    Revoked: ClassVar[type[Aggregate.Event]]
+
+    @staticmethod
+    def create_id(public_id: str) -> UUID:
+        """The public id is the aggregate id's 128 random bits, base64url-encoded."""
+        return UUID(bytes=base64.urlsafe_b64decode(public_id + "=="))
+
+    @staticmethod
+    def new_public_id() -> str:
+        return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode()
+
+    @classmethod
+    def issued(cls, **fields: Any) -> Aggregate.Created:
+        """The Issued event alone, without materialising the aggregate: issuing in bulk only
+        stores events, and this skips the decorator machinery (a third of the cost)."""
+        return cls.Issued(
+            originator_id=cls.create_id(fields["public_id"]),
+            originator_version=1,
+            timestamp=cls.Issued.create_timestamp(),
+            originator_topic=_ATTESTATION_TOPIC,
+            **fields,
+        )
+
+    @event("Issued")
+    def __init__(
+        self,
+        public_id: str,
+        kind: str,
+        code: str,
+        title: str,
+        certification: str,
+        candidate_number: str,
+        exam_center: str,
+        holder: dict[str, Any],
+        source_id: str,
+        status_list: int,
+        status_index: int,
+        kid: str,
+        credential: str,
+        issued_at: str,
+    ) -> None:
+        self.public_id = public_id
+        self.kind = kind
+        self.code = code
+        self.title = title
+        self.certification = certification
+        self.candidate_number = candidate_number
+        self.exam_center = exam_center
+        self.holder = holder
+        self.source_id = source_id
+        self.status_list = status_list
+        self.status_index = status_index
+        self.kid = kid
+        self.credential = credential
+        self.issued_at = issued_at
+        self.revoked_at: str | None = None
+        self.revocation_reason: str | None = None
+        self.superseded_by: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "revoked" if self.revoked_at else "valid"
+
+    def revoke(self, reason: str, at: str) -> bool:
+        """Revoke once; a second revocation changes nothing (False)."""
+        if self.revoked_at is not None:
+            return False
+        # The event names the attestation fully, so it can be published on its own.
+        self._revoked(
+            reason=reason,
+            at=at,
+            public_id=self.public_id,
+            kind=self.kind,
+            code=self.code,
+            candidate_number=self.candidate_number,
+            exam_center=self.exam_center,
+        )
+        return True
+
+    @event("Revoked")
+    def _revoked(
+        self,
+        reason: str,
+        at: str,
+        public_id: str,
+        kind: str,
+        code: str,
+        candidate_number: str,
+        exam_center: str,
+    ) -> None:
+        self.revoked_at = at
+        self.revocation_reason = reason
+
+    def supersede(self, by: str) -> None:
+        if self.superseded_by is None:
+            self._superseded(by=by)
+
+    @event("Superseded")
+    def _superseded(self, by: str) -> None:
+        self.superseded_by = by
+
+
+_ATTESTATION_TOPIC = "services.attestations.domain.aggregates:Attestation"
+
+
+class Holder(Aggregate):
+    """A candidate as the attestations service knows it, and the attestations issued to them."""
+
+    @staticmethod
+    @lru_cache(maxsize=65536)
+    def create_id(candidate_number: str) -> UUID:
+        return uuid5(NAMESPACE, f"holder:{candidate_number}")
+
+    @event("Registered")
+    def __init__(
+        self,
+        candidate_number: str,
+        exam_center: str,
+        given_names: list[str],
+        family_name: str,
+        birth_name: str | None,
+        email: str,
+        access_route: str,
+        certification: str,
+    ) -> None:
+        self.candidate_number = candidate_number
+        self.exam_center = exam_center
+        self.given_names = given_names
+        self.family_name = family_name
+        self.birth_name = birth_name
+        self.email = email
+        self.access_route = access_route
+        self.certification = certification
+        self.attestations: dict[str, dict[str, str]] = {}  # source_id -> {public_id, kind, code}
+        self._pending: list[dict[str, str]] = []
+
+    def attested(self, source_id: str) -> str | None:
+        for entry in self._pending:
+            if entry["source_id"] == source_id:
+                return entry["public_id"]
+        found = self.attestations.get(source_id)
+        return found["public_id"] if found else None
+
+    def latest_for(self, kind: str, code: str) -> str | None:
+        latest = None
+        for entry in [*self.attestations.values(), *self._pending]:
+            if entry["kind"] == kind and entry["code"] == code:
+                latest = entry["public_id"]
+        return latest
+
+    def note(self, source_id: str, public_id: str, kind: str, code: str) -> None:
+        self._pending.append(
+            {"source_id": source_id, "public_id": public_id, "kind": kind, "code": code}
+        )
+
+    def flush(self) -> None:
+        if self._pending:
+            entries, self._pending = self._pending, []
+            self._indexed(entries=entries)
+
+    @event("Indexed")
+    def _indexed(self, entries: list[dict[str, str]]) -> None:
+        for entry in entries:
+            self.attestations[entry["source_id"]] = entry
+
+    def public_ids(self) -> list[str]:
+        return [e["public_id"] for e in self.attestations.values()]
+
+
+class StatusAllocator(Aggregate):
+    """Hands out status-list positions, in order; lists hold STATUS_LIST_SIZE entries each."""
+
+    ID: ClassVar[UUID] = uuid5(NAMESPACE, "status-allocator")
+
+    @staticmethod
+    def create_id() -> UUID:
+        return StatusAllocator.ID
+
+    @event("Started")
+    def __init__(self, list_size: int) -> None:
+        self.list_size = list_size
+        self.next_index = 0
+        self._reserved = 0
+
+    def reserve(self) -> tuple[int, int]:
+        """(list number from 1, index in that list)."""
+        position = self.next_index + self._reserved
+        self._reserved += 1
+        return position // self.list_size + 1, position % self.list_size
+
+    def flush(self) -> None:
+        if self._reserved:
+            upto, self._reserved = self.next_index + self._reserved, 0
+            self._reserved_upto(upto=upto)
+
+    @event("Reserved")
+    def _reserved_upto(self, upto: int) -> None:
+        self.next_index = upto
+
+
+class StatusList(Aggregate):
+    """Which positions of one Bitstring Status List are set (revoked)."""
+
+    @staticmethod
+    def create_id(number: int) -> UUID:
+        return uuid5(NAMESPACE, f"status-list:{number}")
+
+    @event("Opened")
+    def __init__(self, number: int, size: int) -> None:
+        self.number = number
+        self.size = size
+        self.revoked: list[int] = []
+
+    @event("IndexRevoked")
+    def revoke(self, index: int) -> None:
+        self.revoked.append(index)
+
+
+class CenterKeys(Aggregate):
+    """An exam center's API key digests, as published by the registry."""
+
+    @staticmethod
+    def create_id(exam_center: str) -> UUID:
+        return uuid5(NAMESPACE, f"center-keys:{exam_center}")
+
+    @event("Known")
+    def __init__(self, exam_center: str) -> None:
+        self.exam_center = exam_center
+        self.digests: dict[str, str] = {}  # key_id -> digest (active keys only)
+
+    @event("KeyAdded")
+    def add(self, key_id: str, digest: str) -> None:
+        self.digests[key_id] = digest
+
+    @event("KeyRemoved")
+    def remove(self, key_id: str) -> None:
+        self.digests.pop(key_id, None)

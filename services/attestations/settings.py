@@ -1,0 +1,48 @@
+"""Attestations settings (``ATTESTATIONS_*``, shared ones ``CERTIBLOC_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.settings import ServiceSettings
+
+
+class AttestationsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ATTESTATIONS_", extra="ignore", populate_by_name=True
+    )
+
+    service_name: str = "attestations"
+    port: int = 8102
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8102",
+        description="What goes into verification links, credentials and the did:web id.",
+    )
+    keys_dir: Path | None = Field(default=None, description="Default: <var>/keys/attestations")
+    pdf_dir: Path | None = Field(default=None, description="PDF cache; default <var>/pdf")
+    download_token_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CERTIBLOC_DOWNLOAD_TOKEN_SECRET", "download_token_secret"),
+        description="Hex secret shared with the notifications service; default: a file "
+        "<var>/keys/download-token.secret created on first start.",
+    )
+    consumer_batch: int = Field(default=500, ge=1)
+
+    @property
+    def signing_keys_dir(self) -> Path:
+        return self.keys_dir or self.var_dir / "keys" / "attestations"
+
+    @property
+    def pdf_identity_dir(self) -> Path:
+        return self.signing_keys_dir / "pdf"
+
+    @property
+    def pdf_cache_dir(self) -> Path:
+        return self.pdf_dir or self.var_dir / "pdf"
+
+    @property
+    def download_secret_file(self) -> Path:
+        return self.var_dir / "keys" / "download-token.secret"

@@ -1,0 +1,154 @@
+"""Key rotation keeps old attestations valid; the PDF is built on first download, signed, and
+accepted by the verify API; the offline CLI checks a credential against a saved JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from services.attestations.keys import KeyStore
+from services.runtime import tokens
+from tests.attestations.harness import Attestations
+from tests.attestations.test_service import attestations_of, independent_verify, until
+from tests.registry.harness import Registry, candidate, full_lines, pv
+
+
+async def _issue(http: httpx.AsyncClient, registry: Registry, number: str, bloc: str) -> None:
+    auth = registry.auth()
+    await http.post(f"{registry.url}/v1/candidates", json=candidate(number), headers=auth)
+    lines = [line for line in full_lines(number, "14") if line["bloc"] == bloc]
+    created = await http.post(f"{registry.url}/v1/deliberations", json=pv(lines), headers=auth)
+    assert created.status_code == 201
+
+
+async def test_rotation_keeps_earlier_attestations_verifiable(
+    services: tuple[Registry, Attestations], tmp_path: Path
+) -> None:
+    registry, att = services
+    async with httpx.AsyncClient(timeout=30) as http:
+        await _issue(http, registry, "R1", "RNCP40705BC01")
+        (first,) = await attestations_of(http, att, registry, "R1", 1)
+        old = (
+            await http.get(
+                f"{att.url}/v1/attestations/{first['id']}/credential", headers=registry.auth()
+            )
+        ).text
+        store = KeyStore(att.var / "keys" / "attestations")
+        old_kid = store.active_kid()
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.attestations", "rotate-key"],
+            env={"CERTIBLOC_VAR_DIR": str(att.var), "PATH": ""},
+            check=True,
+            capture_output=True,
+        )
+        assert store.active_kid() != old_kid
+        for key_file in store.directory.glob("*.jwk"):
+            assert key_file.stat().st_mode & 0o777 == 0o600
+
+        async def rotated_jwks() -> dict[str, object] | None:
+            jwks: dict[str, object] = (await http.get(f"{att.url}/.well-known/jwks.json")).json()
+            return jwks if len(jwks["keys"]) == 2 else None  # type: ignore[arg-type]
+
+        jwks = await until(rotated_jwks)
+        await _issue(http, registry, "R2", "RNCP40705BC02")
+        (second,) = await attestations_of(http, att, registry, "R2", 1)
+
+        async def signed_with_new_key() -> str | None:
+            return (
+                await http.get(
+                    f"{att.url}/v1/attestations/{second['id']}/credential", headers=registry.auth()
+                )
+            ).text
+
+        new = await until(signed_with_new_key)
+        for token in (old, new):
+            independent_verify(token, jwks)  # type: ignore[arg-type]
+            report = (
+                await http.post(
+                    f"{att.url}/v1/verify",
+                    content=token,
+                    headers={"content-type": "application/vc+jwt"},
+                )
+            ).json()
+            assert report["valid"] is True
+        assert independent_verify(new, jwks)["id"].endswith(second["id"])  # type: ignore[arg-type]
+
+        # Offline: a saved JWKS is enough to check signature, key and schema.
+        (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+        (tmp_path / "old.vc.jwt").write_text(old)
+        offline = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "services.attestations",
+                "verify",
+                str(tmp_path / "old.vc.jwt"),
+                "--jwks",
+                str(tmp_path / "jwks.json"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert offline.returncode == 0, offline.stdout + offline.stderr
+        assert "authentique" in offline.stdout
+        (tmp_path / "forged.vc.jwt").write_text(
+            old[:-4] + ("AAAA" if not old.endswith("AAAA") else "BBBB")
+        )
+        forged = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "services.attestations",
+                "verify",
+                str(tmp_path / "forged.vc.jwt"),
+                "--jwks",
+                str(tmp_path / "jwks.json"),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert forged.returncode == 1 and "signature" in forged.stdout
+
+
+async def test_pdf_is_built_once_signed_and_verifiable(
+    services: tuple[Registry, Attestations],
+) -> None:
+    registry, att = services
+    async with httpx.AsyncClient(timeout=30) as http:
+        await _issue(http, registry, "P1", "RNCP40705BC03")
+        (item,) = await attestations_of(http, att, registry, "P1", 1)
+        url = f"{att.url}/v1/attestations/{item['id']}/pdf"
+        token = tokens.mint(att.download_secret, "P1", ttl_seconds=600)
+        first = await http.get(url, params={"token": token})
+        assert first.status_code == 200 and first.headers["content-type"] == "application/pdf"
+        assert first.content.startswith(b"%PDF")
+        cached = att.var / "pdf" / f"{item['id']}.pdf"
+        assert cached.exists()
+        again = await http.get(url, headers=registry.auth())
+        assert again.content == first.content  # served from the cache, not rebuilt
+        report = (
+            await http.post(
+                f"{att.url}/v1/verify",
+                content=first.content,
+                headers={"content-type": "application/pdf"},
+            )
+        ).json()
+        assert report["valid"] is True and report["status"] == "valid"
+        expired = tokens.mint(att.download_secret, "P1", ttl_seconds=-1)
+        assert (await http.get(url, params={"token": expired})).status_code == 403
+        not_pdf = (
+            await http.post(
+                f"{att.url}/v1/verify",
+                content=b"%PDF-1.7 nothing",
+                headers={"content-type": "application/pdf"},
+            )
+        ).json()
+        assert not_pdf["valid"] is False
