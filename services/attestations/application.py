@@ -238,6 +238,17 @@ class AttestationsApp(ServiceApplication):
             return None
         return self.get_optional(aggregate_id, Attestation)
 
+    def current_version(self, public_id: str) -> int | None:
+        """The attestation's latest event version, without decoding anything (cheap)."""
+        if len(public_id) != 22:
+            return None
+        try:
+            aggregate_id = Attestation.create_id(public_id)
+        except ValueError:
+            return None
+        latest = self.process_recorder.select_events(aggregate_id, desc=True, limit=1)
+        return latest[0].originator_version if latest else None
+
     def holder(self, candidate_number: str) -> Holder | None:
         return self.get_optional(Holder.create_id(candidate_number), Holder)
 

@@ -30,6 +30,11 @@ class ServiceApplication(Application[UUID]):
         return self.factory.process_recorder()
 
     @property
+    def local_reads(self) -> bool:
+        """True when the store is an in-process SQLite file (reads take microseconds)."""
+        return type(self.recorder).__module__ == "eventsourcing.sqlite"
+
+    @property
     def process_recorder(self) -> ProcessRecorder:
         recorder = self.recorder
         assert isinstance(recorder, ProcessRecorder)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
+from jinja2 import Environment
+
 from contracts.referential import load_certification
+from services.attestations.application import AttestationsApp
 from services.attestations.domain.aggregates import Attestation
 
 MONTHS = (
@@ -77,3 +84,71 @@ def for_page(attestation: Attestation, issuer: dict[str, str]) -> dict[str, Any]
         "revocation_reason": attestation.revocation_reason,
         "competences": competences_of(attestation),
     }
+
+
+@dataclass(frozen=True)
+class Rendered:
+    version: int
+    json: bytes
+    page: dict[str, Any]
+
+
+class VerificationViews:
+    """Verification answers, cached per attestation version: a request costs one indexed
+    lookup of the latest version, and the answer is rebuilt only when an event (a revocation)
+    changed it, so the cache is never stale."""
+
+    def __init__(
+        self,
+        app: AttestationsApp,
+        issuer: dict[str, str],
+        templates: Environment,
+        size: int = 50_000,
+    ) -> None:
+        self.app = app
+        self.issuer = issuer
+        self.templates = templates
+        self.size = size
+        self._cache: OrderedDict[str, Rendered] = OrderedDict()
+        self._html: OrderedDict[tuple[str, int, date], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def lookup(self, public_id: str) -> Rendered | None:
+        version = self.app.current_version(public_id)
+        if version is None:
+            return None
+        with self._lock:
+            cached = self._cache.get(public_id)
+        if cached is not None and cached.version == version:
+            return cached
+        attestation = self.app.attestation(public_id)
+        if attestation is None:
+            return None
+        rendered = Rendered(
+            version=attestation.version,
+            json=orjson.dumps(
+                as_json(attestation, self.issuer, self.app.links.verify(attestation.public_id))
+            ),
+            page=for_page(attestation, self.issuer),
+        )
+        with self._lock:
+            self._cache[public_id] = rendered
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return rendered
+
+    def html(self, public_id: str, rendered: Rendered, today: date) -> bytes:
+        key = (public_id, rendered.version, today)
+        with self._lock:
+            cached = self._html.get(key)
+        if cached is not None:
+            return cached
+        page = self.templates.get_template("verification.html").render(
+            a=rendered.page, today=french_date(today)
+        )
+        data = page.encode()
+        with self._lock:
+            self._html[key] = data
+            if len(self._html) > self.size:
+                self._html.popitem(last=False)
+        return data

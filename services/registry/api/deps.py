@@ -14,7 +14,7 @@ from services.runtime.problems import Unauthorized
 _bearer = HTTPBearer(auto_error=False, description="Clé d'API du centre d'examen")
 
 
-def get_registry(request: Request) -> RegistryApp:
+async def get_registry(request: Request) -> RegistryApp:
     registry: RegistryApp = request.app.state.registry
     return registry
 
