@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export CERTIBLOC_VAR_DIR ?= var
 export CERTIBLOC_NATS_URL ?= nats://127.0.0.1:4250
 
-.PHONY: install run test lint typecheck check schemas bench bench-registry clean
+.PHONY: install run test lint typecheck check schemas bench bench-registry bench-attestations clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,11 +39,18 @@ check: lint typecheck test
 schemas: $(STAMP)
 	$(BIN)/python -m contracts.generate
 
-bench: bench-registry
+bench: bench-registry bench-attestations
 
 bench-registry: $(STAMP)
 	$(BIN)/python -m bench.registry --store sqlite --runs 3
 	$(BIN)/python -m bench.registry --store postgres --runs 3
+
+## (b) needs wrk, a load generator on loopback (Debian package "wrk").
+bench-attestations: $(STAMP)
+	@command -v wrk >/dev/null || { echo "bench-attestations needs wrk: apt-get install wrk" >&2; exit 1; }
+	$(BIN)/python -m bench.attestations issuance --runs 3
+	$(BIN)/python -m bench.attestations verify --runs 3
+	$(BIN)/python -m bench.attestations pdf --runs 3
 
 clean:
 	rm -rf var build *.egg-info

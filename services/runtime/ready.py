@@ -12,7 +12,10 @@ import time
 import urllib.error
 import urllib.request
 
-SERVICES = {"registry": "http://127.0.0.1:8101"}
+SERVICES = {
+    "registry": "http://127.0.0.1:8101",
+    "attestations": "http://127.0.0.1:8102",
+}
 
 
 def wait_ready(urls: dict[str, str], timeout: float = 60.0) -> list[str]:
