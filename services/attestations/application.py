@@ -3,7 +3,6 @@ answers verification queries. Synchronous (eventsourcing); the HTTP layer runs i
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from uuid import UUID
 
 from eventsourcing.application import ProcessingEvent
 
-from contracts import api_keys
 from contracts.envelope import CloudEvent
 from contracts.referential import load_certification
 from contracts.subjects import event_type
@@ -23,12 +21,12 @@ from services.attestations.domain import credential as vc
 from services.attestations.domain.aggregates import (
     STATUS_LIST_SIZE,
     Attestation,
-    CenterKeys,
     Holder,
     StatusAllocator,
     StatusList,
 )
 from services.attestations.domain.jose import SigningKey, sign
+from services.runtime import centers
 from services.runtime.store import ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -41,8 +39,6 @@ REGISTRY = {
         "certification-awarded",
         "bloc-validation-withdrawn",
         "certification-award-withdrawn",
-        "exam-center-key-issued",
-        "exam-center-key-revoked",
     )
 }
 
@@ -99,18 +95,8 @@ class AttestationsApp(ServiceApplication):
             self._revoke(unit, data["candidate_number"], data["validation_id"], data["reason"])
         elif kind == REGISTRY["certification-award-withdrawn"]:
             self._revoke(unit, data["candidate_number"], data["award_id"], data["reason"])
-        elif kind == REGISTRY["exam-center-key-issued"]:
-            keys = self._center_keys(unit, data["exam_center"])
-            keys.add(key_id=data["key_id"], digest=data["digest"])
-            self.stage(unit, keys)
-        elif kind == REGISTRY["exam-center-key-revoked"]:
-            keys = self._center_keys(unit, data["exam_center"])
-            keys.remove(key_id=data["key_id"])
-            self.stage(unit, keys)
-
-    def _center_keys(self, unit: ProcessingEvent[UUID], exam_center: str) -> CenterKeys:
-        found = self.get_in(unit, CenterKeys.create_id(exam_center), CenterKeys)
-        return found if found is not None else CenterKeys(exam_center=exam_center)
+        else:
+            centers.apply_key_event(self, event, unit)
 
     def before_commit(self, unit: ProcessingEvent[UUID]) -> None:
         """Write what was accumulated over the batch: one event per holder and allocator."""
@@ -216,18 +202,7 @@ class AttestationsApp(ServiceApplication):
     # --- queries ---------------------------------------------------------------------------
 
     def authenticate_center(self, key: str) -> str | None:
-        """The UAI of the exam center owning this active API key, or None."""
-        uai = api_keys.uai_of(key)
-        if uai is None:
-            return None
-        keys = self.get_optional(CenterKeys.create_id(uai), CenterKeys)
-        if keys is None:
-            return None
-        presented = api_keys.digest(key)
-        matched = False
-        for known in keys.digests.values():
-            matched |= hmac.compare_digest(known, presented)
-        return uai if matched else None
+        return centers.authenticate(self, key)
 
     def attestation(self, public_id: str) -> Attestation | None:
         if len(public_id) != 22:

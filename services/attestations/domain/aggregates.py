@@ -238,24 +238,3 @@ class StatusList(Aggregate):
     @event("IndexRevoked")
     def revoke(self, index: int) -> None:
         self.revoked.append(index)
-
-
-class CenterKeys(Aggregate):
-    """An exam center's API key digests, as published by the registry."""
-
-    @staticmethod
-    def create_id(exam_center: str) -> UUID:
-        return uuid5(NAMESPACE, f"center-keys:{exam_center}")
-
-    @event("Known")
-    def __init__(self, exam_center: str) -> None:
-        self.exam_center = exam_center
-        self.digests: dict[str, str] = {}  # key_id -> digest (active keys only)
-
-    @event("KeyAdded")
-    def add(self, key_id: str, digest: str) -> None:
-        self.digests[key_id] = digest
-
-    @event("KeyRemoved")
-    def remove(self, key_id: str) -> None:
-        self.digests.pop(key_id, None)
