@@ -33,7 +33,11 @@ from contracts.envelope import CloudEvent
 from contracts.subjects import EVENT_TYPE_PREFIX, STREAMS, source_for, subject_for
 
 # Modules whose ``EVENTS`` tuple lists published event models. Add one line per new module.
-EVENT_MODULES: tuple[str, ...] = ("contracts.registry_v1", "contracts.attestations_v1")
+EVENT_MODULES: tuple[str, ...] = (
+    "contracts.registry_v1",
+    "contracts.attestations_v1",
+    "contracts.notifications_v1",
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = "contracts/schemas"

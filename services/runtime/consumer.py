@@ -39,7 +39,8 @@ BeforeCommit = Callable[[ProcessingEvent[UUID]], None]
 @dataclass
 class _Verdicts:
     ack: list[int] = field(default_factory=list)
-    retry: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)  # failed: come back after retry_delay
+    early: list[int] = field(default_factory=list)  # before their predecessor: back at once
     applied: int = 0
 
 
@@ -57,10 +58,16 @@ class EventConsumer:
         fetch_timeout: float = 0.5,
         retry_delay: float = 0.5,
         before_commit: BeforeCommit | None = None,
+        ack_wait: float = 5.0,
     ) -> None:
         self.app = app
         self.handler = handler
         self.before_commit = before_commit
+        # Messages held by a consumer that died come back after ack_wait, and the ones after
+        # them wait for them (positions must be contiguous): short, since a batch takes well
+        # under a second; a redelivery of a message still being applied is harmless.
+        self.ack_wait = ack_wait
+        self.early_delay = 0.03
         self.js = js
         self.stream = stream
         self.durable = durable
@@ -74,7 +81,11 @@ class EventConsumer:
 
     async def start(self) -> None:
         await ensure_consumer(
-            self.js, self.stream, self.durable, max_ack_pending=self.batch_size * 4
+            self.js,
+            self.stream,
+            self.durable,
+            ack_wait=self.ack_wait,
+            max_ack_pending=self.batch_size * 4,
         )
         self._sub = await self.js.pull_subscribe_bind(self.durable, self.stream)
 
@@ -116,6 +127,13 @@ class EventConsumer:
             await msgs[i].ack()
         for i in verdicts.retry:
             await msgs[i].nak(delay=self.retry_delay)
+        for i in verdicts.early:
+            # Another replica (or a redelivery) holds the missing event: hand these back soon
+            # (not at once: with small batches they would come straight back, ahead of the
+            # event they wait for) and step aside briefly so that whoever holds it goes on.
+            await msgs[i].nak(delay=self.early_delay)
+        if verdicts.early and not verdicts.applied:
+            await asyncio.sleep(self.early_delay / 2)
         self.applied_total += verdicts.applied
         return verdicts.applied
 
@@ -149,7 +167,7 @@ class EventConsumer:
             if event.position <= reached:
                 verdicts.ack.append(i)  # already applied: a redelivery
             elif event.previous != reached:
-                verdicts.retry.append(i)  # an earlier event is still on its way
+                verdicts.early.append(i)  # an earlier event is still on its way
             else:
                 try:
                     self.handler(event, unit)

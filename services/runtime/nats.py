@@ -64,7 +64,7 @@ async def ensure_consumer(
     stream: str,
     durable: str,
     *,
-    ack_wait: float = 30.0,
+    ack_wait: float = 5.0,
     max_ack_pending: int = 5000,
 ) -> None:
     """Create a durable pull consumer that sees the whole stream, once; later calls are no-ops."""

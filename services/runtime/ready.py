@@ -15,6 +15,7 @@ import urllib.request
 SERVICES = {
     "registry": "http://127.0.0.1:8101",
     "attestations": "http://127.0.0.1:8102",
+    "notifications": "http://127.0.0.1:8103",
 }
 
 
@@ -46,6 +47,7 @@ def main() -> int:
         *(f"  {name:<14} {url}  (API : {url}/docs)" for name, url in SERVICES.items()),
         f"  {'nats':<14} {os.environ.get('CERTIBLOC_NATS_URL', 'nats://127.0.0.1:4250')}",
         f"  clé du centre de démonstration : {var}/demo-center.key",
+        f"  e-mails (serveur SMTP de développement 127.0.0.1:2525) : {var}/mail/",
         "  Ctrl-C arrête tout.",
     ]
     print("\n".join(lines), flush=True)

@@ -42,7 +42,9 @@ def serve_attestations(var_dir: Path, nats_url: str, **settings: Any) -> Iterato
             served.url,
             http.state.context.app,
             var_dir,
-            load_or_create_secret(config.download_secret_file),
+            bytes.fromhex(config.download_token_secret.get_secret_value())
+            if config.download_token_secret
+            else load_or_create_secret(config.download_secret_file),
         )
 
 

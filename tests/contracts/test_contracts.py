@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from contracts import attestations_v1 as a
+from contracts import notifications_v1 as n
 from contracts import registry_v1 as r
 from contracts.envelope import CloudEvent
 from contracts.generate import (
@@ -137,6 +138,26 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
         issued_at=datetime(2025, 9, 15, 8, 0, tzinfo=UTC),
     ),
     r.ExamCenterKeyRevoked: r.ExamCenterKeyRevoked(exam_center=CENTER, key_id="3f9a1c2b7d4e"),
+    n.NotificationSent: n.NotificationSent(
+        delivery_key="mail:kq3v9Xw2b7YtLrP0aZ1c4N:issued",
+        channel="email",
+        candidate_number=CANDIDATE,
+        exam_center=CENTER,
+        attestation_id="kq3v9Xw2b7YtLrP0aZ1c4N",
+        attempts=1,
+        sent_at=datetime(2026, 7, 3, 10, 0, 2, tzinfo=UTC),
+    ),
+    n.NotificationFailed: n.NotificationFailed(
+        delivery_key="hook:kq3v9Xw2b7YtLrP0aZ1c4N:issued",
+        channel="webhook",
+        candidate_number=CANDIDATE,
+        exam_center=CENTER,
+        attestation_id="kq3v9Xw2b7YtLrP0aZ1c4N",
+        attempts=8,
+        error="HTTP 503",
+        gave_up=True,
+        failed_at=datetime(2026, 7, 3, 12, 0, tzinfo=UTC),
+    ),
     a.AttestationIssued: a.AttestationIssued(
         attestation_id="kq3v9Xw2b7YtLrP0aZ1c4N8d",
         kind="bloc",
@@ -249,7 +270,7 @@ def test_no_stale_schema_files() -> None:
 
 
 def test_every_published_event_has_a_sample() -> None:
-    assert set(SAMPLES) == set(r.EVENTS) | set(a.EVENTS)
+    assert set(SAMPLES) == set(r.EVENTS) | set(a.EVENTS) | set(n.EVENTS)
     assert set(SAMPLES) <= set(MODELS.values())
 
 

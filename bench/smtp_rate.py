@@ -1,0 +1,138 @@
+"""Benchmark: e-mails per second through SmtpPool to the local SMTP sink (median of N runs).
+
+    python -m bench.smtp_rate [--messages 5000] [--size 8] [--runs 3] [--in-process]
+
+The messages (attestation e-mails, ~6 kB each) are composed beforehand; a run is: a fresh pool,
+every message sent concurrently, until the sink has stored them all (one .eml file each). The
+sink runs in its own process, as in dev (``--in-process``: in a thread of this process, as in
+the tests, which then share one GIL with the sender).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from datetime import date
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from services.notifications.email import AttestationMail, compose, template_environment
+from services.notifications.sink import message_count, serve_forever, start_sink
+from services.notifications.smtp import SmtpPool, SmtpSettings
+
+BASE = "http://127.0.0.1:8102"
+MAIL = AttestationMail(
+    delivery_key="",
+    event="issued",
+    to_address="",
+    holder_name="Léa Martin",
+    kind="bloc",
+    code="RNCP40705BC01",
+    title="Gérer des relations avec les clients, les usagers et les adhérents",
+    certification_title="BAC PRO - Assistance à la gestion des organisations et de leurs activités",
+    verify_url="",
+    download_url="",
+    credential_url="",
+    reason=None,
+    sender="certibloc <no-reply@certibloc.localhost>",
+    domain="certibloc.localhost",
+    links_expire_on=date(2026, 8, 1),
+)
+TOKEN = (
+    "t1.eyJjIjoiMjAyNi0wMDAwMDEiLCJlIjoxNzg1NTQyNDAwfQ.x0PZ3kXb8m2dQ1yqTqj5V0vQ2uXy8Gm0cL4nJ7wA9sE"
+)
+
+
+def mails(n: int) -> list[AttestationMail]:
+    out = []
+    for i in range(n):
+        aid = f"bench{i:017d}"
+        out.append(
+            replace(
+                MAIL,
+                delivery_key=f"mail:{aid}:issued",
+                to_address=f"candidat{i}@example.org",
+                verify_url=f"{BASE}/v/{aid}",
+                download_url=f"{BASE}/v1/attestations/{aid}/pdf?token={TOKEN}",
+                credential_url=f"{BASE}/v1/attestations/{aid}/credential?token={TOKEN}",
+            )
+        )
+    return out
+
+
+def _sink_process(directory: str, conn: Connection) -> None:
+    asyncio.run(serve_forever(Path(directory), "127.0.0.1", 0, started=conn.send))
+
+
+async def wait_for_files(directory: Path, expected: int, deadline: float) -> None:
+    while message_count(directory) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{message_count(directory)} of {expected} messages stored")
+        await asyncio.sleep(0.005)
+
+
+async def one_run(port: int, directory: Path, messages: list, size: int) -> float:
+    pool = SmtpPool(SmtpSettings(host="127.0.0.1", port=port), size=size)
+    start = time.perf_counter()
+    await asyncio.gather(*(pool.send(m) for m in messages))
+    await wait_for_files(directory, len(messages), time.monotonic() + 60)
+    elapsed = time.perf_counter() - start
+    await pool.close()
+    return len(messages) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--size", type=int, default=8, help="SMTP connections in the pool")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--in-process", action="store_true", help="sink in a thread")
+    args = parser.parse_args()
+
+    templates = template_environment()
+    batch = mails(args.messages)
+    start = time.perf_counter()
+    messages = [compose(m, templates) for m in batch]
+    compose_rate = len(messages) / (time.perf_counter() - start)
+    print(f"compose: {compose_rate:,.0f} messages/s ({len(bytes(messages[0])):,} bytes each)")
+
+    rates = []
+    with tempfile.TemporaryDirectory(prefix="smtp-bench-") as tmp:
+        for run in range(args.runs):
+            directory = Path(tmp) / f"run{run}"
+            directory.mkdir()
+            if args.in_process:
+                controller, port = start_sink(directory)
+                try:
+                    rate = asyncio.run(one_run(port, directory, messages, args.size))
+                finally:
+                    controller.stop()
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                receive, send = ctx.Pipe(duplex=False)
+                process = ctx.Process(target=_sink_process, args=(str(directory), send))
+                process.start()
+                try:
+                    if not receive.poll(30):
+                        raise RuntimeError("the sink did not start")
+                    port = receive.recv()
+                    rate = asyncio.run(one_run(port, directory, messages, args.size))
+                finally:
+                    process.terminate()
+                    process.join()
+            rates.append(rate)
+            print(f"run {run + 1}: {rate:,.0f} messages/s")
+    where = "sink in a thread" if args.in_process else "sink in its own process"
+    print(
+        f"send: median {statistics.median(rates):,.0f} messages/s "
+        f"({args.messages} messages, pool size {args.size}, {where})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Version 1 of the events the notifications service publishes
+(``fr.certibloc.notifications.<event>.v1``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.subjects import event_type
+
+
+class NotificationEvent(BaseModel):
+    """Base of the notifications service's published events."""
+
+    model_config = ConfigDict(frozen=True)
+    NAME: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    @classmethod
+    def event_type(cls) -> str:
+        return event_type("notifications", cls.NAME, cls.VERSION)
+
+
+class NotificationSent(NotificationEvent):
+    """An e-mail was accepted by the SMTP server, or a webhook by the exam center's endpoint."""
+
+    NAME: ClassVar[str] = "notification-sent"
+    delivery_key: str = Field(description="Stable key: the e-mail's Message-ID and webhook-id.")
+    channel: Literal["email", "webhook"]
+    candidate_number: str
+    exam_center: str
+    attestation_id: str
+    attempts: int = Field(ge=1)
+    sent_at: datetime
+
+
+class NotificationFailed(NotificationEvent):
+    """A delivery attempt failed; ``gave_up`` when no more attempts will be made."""
+
+    NAME: ClassVar[str] = "notification-failed"
+    delivery_key: str
+    channel: Literal["email", "webhook"]
+    candidate_number: str
+    exam_center: str
+    attestation_id: str
+    attempts: int = Field(ge=1)
+    error: str
+    gave_up: bool
+    failed_at: datetime
+    retry_at: datetime | None = None
+
+
+EVENTS: tuple[type[NotificationEvent], ...] = (NotificationSent, NotificationFailed)

@@ -1,0 +1,1 @@
+"""Notifications: e-mails and Standard Webhooks deliveries to exam centers."""

@@ -1,0 +1,127 @@
+"""Composition root of the notifications service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import httpx
+from fastapi import FastAPI
+from nats.js import JetStreamContext
+
+from contracts.subjects import STREAMS
+from services.notifications.api import router
+from services.notifications.application import NotificationsApp
+from services.notifications.dispatcher import Dispatcher
+from services.notifications.settings import NotificationsSettings
+from services.notifications.smtp import SmtpPool, SmtpSettings
+from services.notifications.translation import translate
+from services.runtime.consumer import EventConsumer
+from services.runtime.http import create_app
+from services.runtime.logging import configure_logging
+from services.runtime.secrets import load_or_create_secret
+from services.runtime.service import ServiceRuntime
+
+
+def build_notifications(settings: NotificationsSettings) -> NotificationsApp:
+    secret = settings.download_token_secret
+    return NotificationsApp(
+        env=settings.eventsourcing_env(NotificationsApp.name),
+        attestations_url=settings.attestations_url,
+        download_secret=bytes.fromhex(secret.get_secret_value())
+        if secret
+        else load_or_create_secret(settings.download_secret_file),
+        sender=settings.mail_from,
+        mail_domain=settings.mail_domain,
+    )
+
+
+def smtp_settings(settings: NotificationsSettings) -> SmtpSettings:
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        starttls=settings.smtp_starttls,
+        use_tls=settings.smtp_tls,
+        timeout=settings.smtp_timeout,
+    )
+
+
+def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
+    settings = settings or NotificationsSettings()
+    app = build_notifications(settings)
+    http: FastAPI
+
+    def consumer(stream: str, durable: str, upstream: str, handler: object) -> object:
+        async def run(js: JetStreamContext, stop: asyncio.Event) -> None:
+            await EventConsumer(
+                app,
+                handler,  # type: ignore[arg-type]
+                js,
+                stream=stream,
+                durable=durable,
+                upstream=upstream,
+                before_commit=app.before_commit,
+                retry_delay=0.5,
+            ).run(stop)
+
+        return run
+
+    async def dispatch(_: JetStreamContext, stop: asyncio.Event) -> None:
+        smtp = SmtpPool(smtp_settings(settings), size=settings.smtp_connections)
+        timeout = httpx.Timeout(settings.webhook_timeout)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            dispatcher = Dispatcher(
+                app,
+                smtp,
+                client,
+                concurrency=settings.dispatch_concurrency,
+                claim_timeout=settings.claim_timeout,
+                max_attempts=settings.max_attempts,
+                backoff_base=settings.backoff_base,
+                worker=f"{os.uname().nodename}:{os.getpid()}",
+            )
+            http.state.dispatcher = dispatcher
+            try:
+                await dispatcher.run(stop)
+            finally:
+                await smtp.close()
+
+    runtime = ServiceRuntime(
+        settings=settings,
+        app=app,
+        translate=translate,
+        workers=[
+            consumer(
+                STREAMS["registry"], "notifications-registry", "registry", app.handle_registry
+            ),  # type: ignore[list-item]
+            consumer(
+                STREAMS["attestations"], "notifications", "attestations", app.handle_attestations
+            ),  # type: ignore[list-item]
+            dispatch,
+        ],
+        upstream_streams=[
+            (STREAMS["registry"], "registry"),
+            (STREAMS["attestations"], "attestations"),
+        ],
+    )
+    http = create_app(
+        title="certibloc — notifications",
+        version="1.0.0",
+        description="E-mails aux candidats et webhooks signés aux centres d'examen.",
+        lifespan=runtime.lifespan,
+        readiness=[runtime.store_ready, runtime.nats_ready],
+        max_body_bytes=settings.max_body_bytes,
+    )
+    http.state.notifications = app
+    http.state.dispatcher = None
+    http.state.runtime = runtime
+    http.include_router(router)
+    return http
+
+
+def app_factory() -> FastAPI:
+    settings = NotificationsSettings()
+    configure_logging(settings.service_name, settings.log_level)
+    return create_http_app(settings)

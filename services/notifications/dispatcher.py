@@ -1,0 +1,265 @@
+"""Sends queued notifications, never blocking the consumer and never losing one.
+
+It follows the service's own notification log to know every notification's state (queued,
+attempting, sent, failed, gave up), then for each one that is due: records a claim
+(``Attempting``, an event with an expected version: two replicas cannot both claim), sends,
+and records the outcome. A claim left behind by a crash is taken over after ``claim_timeout``
+and the message is sent again under the same delivery key — the e-mail's Message-ID and the
+webhook-id — so the receiver recognises it. Slow or dead endpoints only slow their own
+deliveries: each runs in its own task, bounded by a semaphore and by timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import httpx
+import orjson
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from services.notifications.application import NotificationsApp
+from services.notifications.domain import Notification
+from services.notifications.email import AttestationMail, compose, template_environment
+from services.notifications.smtp import SmtpDeliveryError, SmtpPool
+from services.notifications.webhooks import MAX_ATTEMPTS, backoff, deliver
+
+log = logging.getLogger(__name__)
+
+TOPICS = [
+    get_topic(cls)
+    for cls in (
+        Notification.Queued,
+        Notification.Attempting,
+        Notification.Sent,
+        Notification.Failed,
+        Notification.GaveUp,
+        Notification.Replayed,
+    )
+]
+
+
+@dataclass
+class Tracked:
+    state: str
+    exam_center: str
+    due: float  # monotonic-comparable wall time (epoch seconds) when it may be attempted
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        app: NotificationsApp,
+        smtp: SmtpPool,
+        http: httpx.AsyncClient,
+        *,
+        concurrency: int = 32,
+        claim_timeout: float = 30.0,
+        max_attempts: int = MAX_ATTEMPTS,
+        backoff_base: float = 1.0,
+        worker: str = "dispatcher",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.smtp = smtp
+        self.http = http
+        self.concurrency = concurrency
+        self.claim_timeout = claim_timeout
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.worker = worker
+        self.clock = clock
+        self.templates = template_environment()
+        self.tracked: dict[str, Tracked] = {}
+        self._keys: dict[UUID, str] = {}  # aggregate id -> delivery key
+        self._cursor = 0
+        self._inflight: set[str] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._rng = random.Random()  # noqa: S311 - jitter, not secrets
+        self.sent_total = 0
+
+    # --- following our own log ---------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Read new notification events; return how many were read."""
+        read = 0
+        while True:
+            batch = self.app.process_recorder.select_notifications(
+                start=self._cursor, limit=1000, topics=TOPICS, inclusive_of_start=False
+            )
+            if not batch:
+                return read
+            for stored in batch:
+                self._track(self.app.mapper.to_domain_event(stored))
+            self._cursor = batch[-1].id
+            read += len(batch)
+
+    def _track(self, domain_event: object) -> None:
+        e: Any = domain_event  # attributes made by eventsourcing at run time
+        if isinstance(domain_event, Notification.Queued):
+            self.tracked[e.delivery_key] = Tracked("queued", e.exam_center, 0.0)
+            self._keys[e.originator_id] = e.delivery_key
+            return
+        key = self._keys.get(e.originator_id)
+        if key is None:
+            return
+        entry = self.tracked.get(key)
+        if entry is None:
+            return
+        if isinstance(domain_event, Notification.Attempting):
+            entry.state = "attempting"
+            entry.due = _epoch(e.at) + self.claim_timeout
+        elif isinstance(domain_event, Notification.Sent):
+            entry.state = "sent"
+        elif isinstance(domain_event, Notification.Failed):
+            entry.state = "failed"
+            entry.due = _epoch(e.retry_at)
+        elif isinstance(domain_event, Notification.GaveUp):
+            entry.state = "gave_up"
+        elif isinstance(domain_event, Notification.Replayed):
+            entry.state, entry.due = "queued", 0.0
+
+    # --- running -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, idle: float = 0.05) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.refresh)
+                launched = 0
+                for key in self.due():
+                    if stop.is_set():
+                        break
+                    await self._slots.acquire()
+                    self._inflight.add(key)
+                    task = asyncio.create_task(self._attempt(key))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    launched += 1
+                if launched == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=idle)
+            except Exception:
+                log.exception("dispatcher loop failed; retrying")
+                await asyncio.sleep(0.5)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def due(self) -> list[str]:
+        now = self.clock()
+        return [
+            key
+            for key, entry in self.tracked.items()
+            if key not in self._inflight
+            and entry.state in ("queued", "failed", "attempting")
+            and entry.due <= now
+        ]
+
+    def failed_for(self, exam_center: str) -> list[str]:
+        return [
+            k
+            for k, e in self.tracked.items()
+            if e.exam_center == exam_center and e.state == "gave_up"
+        ]
+
+    async def _attempt(self, key: str) -> None:
+        try:
+            notification = await asyncio.to_thread(self._claim, key)
+            if notification is None:
+                return
+            outcome = await self._send(notification)
+            await asyncio.to_thread(self._record, key, outcome)
+        except Exception:
+            log.exception("delivery attempt failed unexpectedly", extra={"delivery_key": key})
+        finally:
+            self._inflight.discard(key)
+            self._slots.release()
+
+    def _claim(self, key: str) -> Notification | None:
+        notification = self.app.notification(key)
+        if notification is None or notification.state in ("sent", "gave_up"):
+            return None
+        if (
+            notification.state == "attempting"
+            and notification.claimed_at is not None
+            and _epoch(notification.claimed_at) + self.claim_timeout > self.clock()
+        ):
+            return None  # another worker is on it
+        notification.claim(
+            attempt=notification.attempts + 1, at=_iso(self.clock()), worker=self.worker
+        )
+        try:
+            self.app.save(notification)
+        except IntegrityError:
+            return None  # someone else claimed it first
+        return notification
+
+    async def _send(self, n: Notification) -> tuple[bool, bool, str]:
+        """(ok, retryable, detail)."""
+        if n.channel == "email":
+            payload = n.payload
+            mail = AttestationMail(
+                delivery_key=n.delivery_key,
+                event=payload["event"],
+                to_address=payload["to_address"],
+                holder_name=payload["holder_name"],
+                kind=payload["kind"],
+                code=payload["code"],
+                title=payload["title"],
+                certification_title=payload.get("certification") or "",
+                verify_url=payload["verify_url"],
+                download_url=payload.get("download_url"),
+                credential_url=payload.get("credential_url"),
+                reason=payload.get("reason"),
+                sender=self.app.sender,
+                domain=self.app.mail_domain,
+            )
+            try:
+                await self.smtp.send(compose(mail, self.templates))
+            except SmtpDeliveryError as error:
+                return False, not error.permanent, error.detail
+            return True, False, "accepté par le serveur SMTP"
+        webhook = await asyncio.to_thread(self.app.webhook, n.exam_center)
+        if webhook is None:
+            return False, False, "aucun webhook enregistré pour ce centre"
+        body = orjson.dumps({"id": n.delivery_key, **n.payload})
+        outcome = await deliver(self.http, webhook.url, webhook.secret, n.delivery_key, body)
+        return outcome.ok, outcome.retryable, outcome.detail
+
+    def _record(self, key: str, outcome: tuple[bool, bool, str]) -> None:
+        ok, retryable, detail = outcome
+        notification = self.app.notification(key)
+        if notification is None:
+            return
+        now = self.clock()
+        if ok:
+            notification.sent(at=_iso(now), detail=detail)
+            self.sent_total += 1
+        elif retryable and notification.attempts < self.max_attempts:
+            delay = backoff(notification.attempts, base=self.backoff_base, rng=self._rng)
+            notification.failed(at=_iso(now), error=detail, retry_at=_iso(now + delay))
+        else:
+            notification.give_up(at=_iso(now), error=detail)
+        try:
+            self.app.save(notification)
+        except IntegrityError:
+            log.warning(
+                "outcome not recorded: claimed again meanwhile", extra={"delivery_key": key}
+            )
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()

@@ -1,0 +1,121 @@
+"""The e-mails sent to candidates about their attestations, composed from template files.
+
+Each notification has a stable delivery key; the Message-ID is derived from it, so a message
+re-sent after a crash carries the same Message-ID and is recognisable as the same message.
+Templates live in ``templates/`` (package data): ``<name>.subject.txt``, ``<name>.txt`` and
+``<name>.html`` for ``attestation_issued`` and ``attestation_revoked``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any, Literal
+
+import jinja2
+
+MONTHS = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AttestationMail:
+    delivery_key: str  # stable id of this notification, e.g. "mail:<attestation_id>:issued"
+    event: Literal["issued", "revoked"]
+    to_address: str
+    holder_name: str
+    kind: Literal["bloc", "certification"]
+    code: str
+    title: str  # bloc or certification title
+    certification_title: str
+    verify_url: str
+    download_url: str | None  # personal link (PDF) carrying a token; None for "revoked"
+    credential_url: str | None
+    reason: str | None  # revocation reason
+    sender: str  # "certibloc <no-reply@certibloc.localhost>"
+    domain: str  # right-hand side of the Message-ID, e.g. "certibloc.localhost"
+    links_expire_on: date | None = None  # when the personal links stop working, if known
+
+
+def message_id(delivery_key: str, domain: str) -> str:
+    """``<32 hex digits of sha256(delivery key)@domain>``: the same key, the same Message-ID."""
+    digest = hashlib.sha256(delivery_key.encode("utf-8")).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def french_date(day: date) -> str:
+    return f"{day.day}{'er' if day.day == 1 else ''} {MONTHS[day.month - 1]} {day.year}"
+
+
+def template_environment() -> jinja2.Environment:
+    """The e-mail templates (package resource); HTML templates are autoescaped, text ones not."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("services.notifications", "templates"),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html",), default_for_string=False, default=False
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters["french_date"] = french_date
+    return env
+
+
+def _one_line(value: str, what: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{what} must fit on one line: {value!r}")
+    return value
+
+
+def compose(
+    mail: AttestationMail, templates: jinja2.Environment, *, now: datetime | None = None
+) -> EmailMessage:
+    """The complete message: headers, a French text part and its HTML alternative (UTF-8).
+
+    Raises ValueError when the recipient address or the sender cannot be used in a header.
+    """
+    name = f"attestation_{mail.event}"
+    context: dict[str, Any] = {
+        "event": mail.event,
+        "holder_name": mail.holder_name,
+        "kind": mail.kind,
+        "code": mail.code,
+        "title": mail.title,
+        "certification_title": mail.certification_title,
+        "verify_url": mail.verify_url,
+        "download_url": mail.download_url,
+        "credential_url": mail.credential_url,
+        "reason": mail.reason,
+        "links_expire_on": mail.links_expire_on,
+    }
+    # A title or a name with a line break must not break the Subject header.
+    subject = " ".join(templates.get_template(f"{name}.subject.txt").render(context).split())
+    context["subject"] = subject
+    text = templates.get_template(f"{name}.txt").render(context)
+    html = templates.get_template(f"{name}.html").render(context)
+
+    message = EmailMessage()
+    message["From"] = _one_line(mail.sender, "sender")
+    message["To"] = Address(
+        display_name=" ".join(mail.holder_name.split()), addr_spec=mail.to_address.strip()
+    )
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    message["Message-ID"] = message_id(mail.delivery_key, _one_line(mail.domain, "domain"))
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    message["X-Auto-Response-Suppress"] = "All"  # the same, for Exchange
+    message["X-Certibloc-Delivery-Key"] = _one_line(mail.delivery_key, "delivery key")
+    # quoted-printable: readable, 7-bit clean whatever the server supports, long URLs kept intact.
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    message["Content-Language"] = "fr"  # after set_content(), which clears Content-* headers
+    return message
