@@ -75,7 +75,7 @@ class NotificationsApp(ServiceApplication):
         now = _now()
         attestation_id = data["attestation_id"]
         mail_key = f"mail:{attestation_id}:{what}"
-        if self.get_in(unit, Notification.create_id(mail_key), Notification) is None:
+        if not self._known(unit, mail_key):
             token = tokens.mint(self.download_secret, recipient.candidate_number, DOWNLOAD_LINK_TTL)
             base = f"{self.attestations_url}/v1/attestations/{attestation_id}"
             mail = Notification(
@@ -103,12 +103,8 @@ class NotificationsApp(ServiceApplication):
             )
             recipient.note(mail_key)
             self.stage(unit, mail, recipient)
-        webhook = self.get_optional(Webhook.create_id(recipient.exam_center), Webhook)
         hook_key = f"hook:{attestation_id}:{what}"
-        if (
-            webhook is not None
-            and self.get_in(unit, Notification.create_id(hook_key), Notification) is None
-        ):
+        if self._has_webhook(unit, recipient.exam_center) and not self._known(unit, hook_key):
             hook = Notification(
                 delivery_key=hook_key,
                 channel="webhook",
@@ -121,7 +117,20 @@ class NotificationsApp(ServiceApplication):
             recipient.note(hook_key)
             self.stage(unit, hook, recipient)
 
+    def _known(self, unit: ProcessingEvent[UUID], delivery_key: str) -> bool:
+        """Already queued (a replayed upstream event must not queue it twice)."""
+        aggregate_id = Notification.create_id(delivery_key)
+        return aggregate_id in unit.aggregates or self.exists(aggregate_id)
+
+    def _has_webhook(self, unit: ProcessingEvent[UUID], exam_center: str) -> bool:
+        # Looked up once per center and batch: centers change their webhook rarely.
+        memo: dict[str, bool] = unit.saved_kwargs.setdefault("webhooks", {})
+        if exam_center not in memo:
+            memo[exam_center] = self.exists(Webhook.create_id(exam_center))
+        return memo[exam_center]
+
     def before_commit(self, unit: ProcessingEvent[UUID]) -> None:
+        unit.saved_kwargs.pop("webhooks", None)
         for aggregate in unit.aggregates.values():
             if isinstance(aggregate, Recipient):
                 aggregate.flush()

@@ -83,7 +83,8 @@ class Dispatcher:
         self._keys: dict[UUID, str] = {}  # aggregate id -> delivery key
         self._cursor = 0
         self._inflight: set[str] = set()
-        self._slots = asyncio.Semaphore(concurrency)
+        self._busy = {"email": 0, "webhook": 0}
+        self._finished: list[tuple[Notification, tuple[bool, bool, str]]] = []
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
         self.sent_total = 0
 
@@ -131,21 +132,20 @@ class Dispatcher:
     # --- running -----------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, idle: float = 0.05) -> None:
+        """Claim what is due in one transaction, send each on its own task (a slow endpoint
+        holds only its own slot; e-mails and webhooks have separate slots), and record the
+        outcomes that finished in one transaction: a few writes per hundreds of messages."""
         tasks: set[asyncio.Task[None]] = set()
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.refresh)
-                launched = 0
-                for key in self.due():
-                    if stop.is_set():
-                        break
-                    await self._slots.acquire()
-                    self._inflight.add(key)
-                    task = asyncio.create_task(self._attempt(key))
+                claimed = await self._claim_due()
+                for notification in claimed:
+                    task = asyncio.create_task(self._send_one(notification))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                    launched += 1
-                if launched == 0:
+                recorded = await self._record_finished()
+                if not claimed and not recorded:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=idle)
             except Exception:
@@ -153,6 +153,7 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self._record_finished()
 
     def due(self) -> list[str]:
         now = self.clock()
@@ -171,37 +172,78 @@ class Dispatcher:
             if e.exam_center == exam_center and e.state == "gave_up"
         ]
 
-    async def _attempt(self, key: str) -> None:
-        try:
-            notification = await asyncio.to_thread(self._claim, key)
-            if notification is None:
-                return
-            outcome = await self._send(notification)
-            await asyncio.to_thread(self._record, key, outcome)
-        except Exception:
-            log.exception("delivery attempt failed unexpectedly", extra={"delivery_key": key})
-        finally:
-            self._inflight.discard(key)
-            self._slots.release()
+    async def _claim_due(self) -> list[Notification]:
+        free = {
+            "email": self.concurrency - self._busy["email"],
+            "webhook": self.concurrency - self._busy["webhook"],
+        }
+        picked: list[str] = []
+        for key in self.due():
+            channel = "email" if key.startswith("mail:") else "webhook"
+            if free[channel] > 0:
+                free[channel] -= 1
+                picked.append(key)
+        if not picked:
+            return []
+        claimed = await asyncio.to_thread(self._claim, picked)
+        for n in claimed:
+            self._inflight.add(n.delivery_key)
+            self._busy[n.channel] += 1
+        return claimed
 
-    def _claim(self, key: str) -> Notification | None:
-        notification = self.app.notification(key)
-        if notification is None or notification.state in ("sent", "gave_up"):
-            return None
-        if (
-            notification.state == "attempting"
-            and notification.claimed_at is not None
-            and _epoch(notification.claimed_at) + self.claim_timeout > self.clock()
-        ):
-            return None  # another worker is on it
-        notification.claim(
-            attempt=notification.attempts + 1, at=_iso(self.clock()), worker=self.worker
-        )
+    def _claim(self, keys: list[str]) -> list[Notification]:
+        """Claim in one transaction; if a replica claimed one meanwhile, claim one by one."""
+        now = self.clock()
+        claimable = [
+            n for n in (self.app.notification(k) for k in keys) if n and self._claimable(n, now)
+        ]
+        for n in claimable:
+            n.claim(attempt=n.attempts + 1, at=_iso(now), worker=self.worker)
         try:
-            self.app.save(notification)
+            self.app.save(*claimable)
+            return claimable
         except IntegrityError:
-            return None  # someone else claimed it first
-        return notification
+            pass
+        won = []
+        for key in keys:
+            one = self.app.notification(key)
+            if one is None or not self._claimable(one, now):
+                continue
+            n = one
+            n.claim(attempt=n.attempts + 1, at=_iso(now), worker=self.worker)
+            try:
+                self.app.save(n)
+            except IntegrityError:
+                continue  # someone else claimed it first
+            won.append(n)
+        return won
+
+    def _claimable(self, n: Notification | None, now: float) -> bool:
+        if n is None or n.state in ("sent", "gave_up"):
+            return False
+        if n.state == "attempting" and n.claimed_at is not None:
+            return _epoch(n.claimed_at) + self.claim_timeout <= now  # a crashed sender's
+        return True
+
+    async def _send_one(self, notification: Notification) -> None:
+        try:
+            outcome = await self._send(notification)
+        except Exception as error:
+            log.exception("delivery failed unexpectedly", extra={"key": notification.delivery_key})
+            outcome = (False, True, f"erreur interne : {type(error).__name__}")
+        self._finished.append((notification, outcome))
+
+    async def _record_finished(self) -> int:
+        if not self._finished:
+            return 0
+        batch, self._finished = self._finished, []
+        try:
+            await asyncio.to_thread(self._record, batch)
+        finally:
+            for notification, _ in batch:
+                self._inflight.discard(notification.delivery_key)
+                self._busy[notification.channel] -= 1
+        return len(batch)
 
     async def _send(self, n: Notification) -> tuple[bool, bool, str]:
         """(ok, retryable, detail)."""
@@ -235,26 +277,30 @@ class Dispatcher:
         outcome = await deliver(self.http, webhook.url, webhook.secret, n.delivery_key, body)
         return outcome.ok, outcome.retryable, outcome.detail
 
-    def _record(self, key: str, outcome: tuple[bool, bool, str]) -> None:
-        ok, retryable, detail = outcome
-        notification = self.app.notification(key)
-        if notification is None:
-            return
+    def _record(self, batch: list[tuple[Notification, tuple[bool, bool, str]]]) -> None:
         now = self.clock()
-        if ok:
-            notification.sent(at=_iso(now), detail=detail)
-            self.sent_total += 1
-        elif retryable and notification.attempts < self.max_attempts:
-            delay = backoff(notification.attempts, base=self.backoff_base, rng=self._rng)
-            notification.failed(at=_iso(now), error=detail, retry_at=_iso(now + delay))
-        else:
-            notification.give_up(at=_iso(now), error=detail)
+        for notification, (ok, retryable, detail) in batch:
+            if ok:
+                notification.sent(at=_iso(now), detail=detail)
+                self.sent_total += 1
+            elif retryable and notification.attempts < self.max_attempts:
+                delay = backoff(notification.attempts, base=self.backoff_base, rng=self._rng)
+                notification.failed(at=_iso(now), error=detail, retry_at=_iso(now + delay))
+            else:
+                notification.give_up(at=_iso(now), error=detail)
         try:
-            self.app.save(notification)
+            self.app.save(*(n for n, _ in batch))
         except IntegrityError:
-            log.warning(
-                "outcome not recorded: claimed again meanwhile", extra={"delivery_key": key}
-            )
+            # A claim was retaken meanwhile (this worker looked dead): record one by one and
+            # leave the retaken ones to their new owner.
+            for notification, _ in batch:
+                try:
+                    self.app.save(notification)
+                except IntegrityError:
+                    log.warning(
+                        "outcome not recorded: claimed again meanwhile",
+                        extra={"delivery_key": notification.delivery_key},
+                    )
 
 
 def _iso(epoch: float) -> str:

@@ -9,6 +9,7 @@ Templates live in ``templates/`` (package data): ``<name>.subject.txt``, ``<name
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
@@ -70,6 +71,13 @@ def template_environment() -> jinja2.Environment:
     return env
 
 
+_BREAKS = re.compile(r"[ \t\r\n\f\v]+")  # ASCII white space only: no-break spaces stay
+
+
+def _single_line(text: str) -> str:
+    return _BREAKS.sub(" ", text).strip(" ")
+
+
 def _one_line(value: str, what: str) -> str:
     if "\r" in value or "\n" in value:
         raise ValueError(f"{what} must fit on one line: {value!r}")
@@ -98,7 +106,7 @@ def compose(
         "links_expire_on": mail.links_expire_on,
     }
     # A title or a name with a line break must not break the Subject header.
-    subject = " ".join(templates.get_template(f"{name}.subject.txt").render(context).split())
+    subject = _single_line(templates.get_template(f"{name}.subject.txt").render(context))
     context["subject"] = subject
     text = templates.get_template(f"{name}.txt").render(context)
     html = templates.get_template(f"{name}.html").render(context)
@@ -106,7 +114,7 @@ def compose(
     message = EmailMessage()
     message["From"] = _one_line(mail.sender, "sender")
     message["To"] = Address(
-        display_name=" ".join(mail.holder_name.split()), addr_spec=mail.to_address.strip()
+        display_name=_single_line(mail.holder_name), addr_spec=mail.to_address.strip()
     )
     message["Subject"] = subject
     message["Date"] = format_datetime(now or datetime.now(UTC))
@@ -116,6 +124,10 @@ def compose(
     message["X-Certibloc-Delivery-Key"] = _one_line(mail.delivery_key, "delivery key")
     # quoted-printable: readable, 7-bit clean whatever the server supports, long URLs kept intact.
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    # "=_" never occurs in quoted-printable text, so this boundary cannot clash with the parts;
+    # derived from the key, a message sent again is byte for byte the same but for its Date.
+    digest = hashlib.sha256(f"boundary:{mail.delivery_key}".encode()).hexdigest()
+    message.make_alternative(boundary=f"=_{digest[:24]}")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     message["Content-Language"] = "fr"  # after set_content(), which clears Content-* headers
     return message

@@ -84,6 +84,10 @@ class ServiceApplication(Application[UUID]):
             raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
         return found
 
+    def exists(self, aggregate_id: UUID) -> bool:
+        """Whether an aggregate has events, without reconstructing it (no exception path)."""
+        return bool(self.process_recorder.select_events(aggregate_id, limit=1))
+
     def get_optional(self, aggregate_id: UUID, cls: type[A]) -> A | None:
         try:
             found: object = self.repository.get(aggregate_id)
