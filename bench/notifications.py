@@ -73,7 +73,7 @@ def envelope(service: str, kind: str, position: int, previous: int, data: dict[s
 async def publish_registry(js: Any, candidates: int, key: str) -> None:
     await ensure_stream(js, STREAMS["registry"], "registry", 1)
     digest = api_keys.digest(key)
-    events = [
+    events: list[tuple[str, dict[str, Any]]] = [
         (
             "exam-center-key-issued",
             {
