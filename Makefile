@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export CERTIBLOC_VAR_DIR ?= var
 export CERTIBLOC_NATS_URL ?= nats://127.0.0.1:4250
 
-.PHONY: install run test lint typecheck check schemas bench bench-registry bench-attestations clean
+.PHONY: install run test lint typecheck check schemas bench bench-registry bench-attestations bench-notifications clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ check: lint typecheck test
 schemas: $(STAMP)
 	$(BIN)/python -m contracts.generate
 
-bench: bench-registry bench-attestations
+bench: bench-registry bench-attestations bench-notifications
 
 bench-registry: $(STAMP)
 	$(BIN)/python -m bench.registry --store sqlite --runs 3
@@ -51,6 +51,9 @@ bench-attestations: $(STAMP)
 	$(BIN)/python -m bench.attestations issuance --runs 3
 	$(BIN)/python -m bench.attestations verify --runs 3
 	$(BIN)/python -m bench.attestations pdf --runs 3
+
+bench-notifications: $(STAMP)
+	$(BIN)/python -m bench.notifications --runs 3
 
 clean:
 	rm -rf var build *.egg-info

@@ -215,7 +215,7 @@ class SmtpPool:
 #
 # aiosmtplib's send_message() serializes with the stdlib generator, which costs more than the
 # SMTP exchange itself (~1 ms for one of our messages: header refolding, then the body written
-# line by line). wire_bytes() is the same generator with two shortcuts: short ASCII headers are
+# line by line). wire_bytes() is the same generator with shortcuts: short ASCII headers are
 # written as they are, a non-ASCII Subject or single-address display name becomes base64
 # encoded-words (RFC 2047) directly, and bodies get their line ends fixed in one pass. Anything
 # unusual (Bcc, Resent-*, non-ASCII addresses, a parsed or legacy message) goes through
