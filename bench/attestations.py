@@ -33,7 +33,7 @@ import nats
 
 from contracts.subjects import STREAMS
 from tests.registry.harness import JURY, candidate
-from tests.support.processes import NatsServer, ServiceProcess, free_port
+from tests.support.processes import NatsServer, ServiceProcess, free_port, registry_process
 
 RESULTS = Path(__file__).parent / "results"
 SPLIT = os.environ.get("BENCH_SPLIT_RELAY") == "1"
@@ -83,34 +83,12 @@ async def _stream_count(js: Any, stream: str) -> int:
 
 
 async def _fill_registry(work: Path, nats_url: str, candidates: int, blocs: int) -> None:
-    env = {
-        "CERTIBLOC_VAR_DIR": str(work / "registry"),
-        "CERTIBLOC_NATS_URL": nats_url,
-        "REGISTRY_PORT": str(free_port()),
-        "CERTIBLOC_LOG_LEVEL": "WARNING",
-        "REGISTRY_MAX_BODY_BYTES": str(64 * 2**20),
-    }
-    key_file = work / "center.key"
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "services.registry",
-            "ensure-demo-center",
-            "--key-file",
-            str(key_file),
-        ],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
-    registry = ServiceProcess(
-        "services.registry", int(env["REGISTRY_PORT"]), env, work / "registry.log"
+    registry, key = await asyncio.to_thread(
+        registry_process, work, nats_url, REGISTRY_MAX_BODY_BYTES=str(64 * 2**20)
     )
     registry.start()
     try:
-        auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        auth = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=registry.url, timeout=300) as client:
             sem = asyncio.Semaphore(16)
 

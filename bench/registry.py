@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +27,7 @@ import nats
 
 from contracts.subjects import STREAMS
 from tests.registry.harness import JURY, candidate
-from tests.support.processes import NatsServer, ServiceProcess, free_port, postgres_server
+from tests.support.processes import NatsServer, postgres_server, registry_process
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -59,36 +57,18 @@ async def one_run(
 ) -> dict[str, float]:
     nats_server = NatsServer(store=work / "nats")
     nats_server.start()
-    port = free_port()
-    env = {
-        "CERTIBLOC_VAR_DIR": str(work / "var"),
-        "CERTIBLOC_NATS_URL": nats_server.url,
-        "REGISTRY_PORT": str(port),
-        "CERTIBLOC_LOG_LEVEL": "WARNING",
-        "REGISTRY_MAX_BODY_BYTES": str(64 * 1024 * 1024),
+    service, key = await asyncio.to_thread(
+        registry_process,
+        work,
+        nats_server.url,
+        REGISTRY_MAX_BODY_BYTES=str(64 * 1024 * 1024),
         **store_env,
-    }
-    key_file = work / "center.key"
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "services.registry",
-            "ensure-demo-center",
-            "--key-file",
-            str(key_file),
-        ],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
     )
-    service = ServiceProcess("services.registry", port, env, work / "registry.log")
     service.start()
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     try:
-        auth = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+        auth = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=service.url, timeout=300) as client:
             sem = asyncio.Semaphore(16)
 

@@ -6,21 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from contracts.subjects import event_type
+from contracts.events import ContractEvent
 
 
-class AttestationEvent(BaseModel):
+class AttestationEvent(ContractEvent):
     """Base of the attestations service's published events."""
 
-    model_config = ConfigDict(frozen=True)
-    NAME: ClassVar[str]
-    VERSION: ClassVar[int] = 1
-
-    @classmethod
-    def event_type(cls) -> str:
-        return event_type("attestations", cls.NAME, cls.VERSION)
+    SERVICE: ClassVar[str] = "attestations"
 
 
 class AttestationIssued(AttestationEvent):

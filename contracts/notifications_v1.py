@@ -6,21 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from contracts.subjects import event_type
+from contracts.events import ContractEvent
 
 
-class NotificationEvent(BaseModel):
+class NotificationEvent(ContractEvent):
     """Base of the notifications service's published events."""
 
-    model_config = ConfigDict(frozen=True)
-    NAME: ClassVar[str]
-    VERSION: ClassVar[int] = 1
-
-    @classmethod
-    def event_type(cls) -> str:
-        return event_type("notifications", cls.NAME, cls.VERSION)
+    SERVICE: ClassVar[str] = "notifications"
 
 
 class NotificationSent(NotificationEvent):

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.subjects import event_type
+from contracts.events import ContractEvent
 
 DecimalString = str
 DECIMAL_PATTERN = r"^(20(\.0{1,2})?|1?[0-9](\.[0-9]{1,2})?)$"
@@ -30,16 +30,10 @@ Modality = Literal[
 JuryRole = Literal["teacher_public", "teacher_private", "employer", "employee"]
 
 
-class RegistryEvent(BaseModel):
+class RegistryEvent(ContractEvent):
     """Base of the registry's published events."""
 
-    model_config = ConfigDict(frozen=True)
-    NAME: ClassVar[str]
-    VERSION: ClassVar[int] = 1
-
-    @classmethod
-    def event_type(cls) -> str:
-        return event_type("registry", cls.NAME, cls.VERSION)
+    SERVICE: ClassVar[str] = "registry"
 
 
 class JuryMember(BaseModel):

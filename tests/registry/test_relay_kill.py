@@ -4,16 +4,13 @@ every event ends up on the stream exactly once, with an unbroken position chain.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 from nats.aio.client import Client
 
 from tests.registry.harness import JURY, STREAM, candidate, stream_events
-from tests.support.processes import NatsServer, ServiceProcess, free_port
+from tests.support.processes import NatsServer, registry_process
 
 CANDIDATES = 150
 BLOCS = 12
@@ -22,31 +19,9 @@ BLOCS = 12
 async def test_registry_killed_mid_relay_publishes_every_event_exactly_once(
     tmp_path: Path, nats_server: NatsServer, nc: Client, clean_streams: None
 ) -> None:
-    var = tmp_path / "var"
-    env = {
-        "CERTIBLOC_VAR_DIR": str(var),
-        "CERTIBLOC_NATS_URL": nats_server.url,
-        "REGISTRY_PORT": str(free_port()),
-        "REGISTRY_RELAY_BATCH": "20",  # small batches: many positions to die between
-    }
-    key_file = var / "center.key"
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "services.registry",
-            "ensure-demo-center",
-            "--key-file",
-            str(key_file),
-        ],
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-    )
-    key = key_file.read_text().strip()
-    service = ServiceProcess(
-        "services.registry", int(env["REGISTRY_PORT"]), env, tmp_path / "registry.log"
+    # Small relay batches: many stored positions to die between.
+    service, key = await asyncio.to_thread(
+        registry_process, tmp_path, nats_server.url, REGISTRY_RELAY_BATCH="20"
     )
     service.start()
     js = nc.jetstream()

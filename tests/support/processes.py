@@ -245,3 +245,34 @@ class ServiceProcess:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+
+def registry_process(work: Path, nats_url: str, **env: str) -> tuple[ServiceProcess, str]:
+    """A registry process with a demo exam center; (process, the center's API key).
+
+    Not started: call ``start()``. ``env`` adds or overrides settings (``REGISTRY_*``...).
+    """
+    port = free_port()
+    settings = {
+        "CERTIBLOC_VAR_DIR": str(work / "registry"),
+        "CERTIBLOC_NATS_URL": nats_url,
+        "CERTIBLOC_LOG_LEVEL": "WARNING",
+        "REGISTRY_PORT": str(port),
+        **env,
+    }
+    key_file = work / "center.key"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.registry",
+            "ensure-demo-center",
+            "--key-file",
+            str(key_file),
+        ],
+        env={**os.environ, **settings},
+        check=True,
+        capture_output=True,
+    )
+    process = ServiceProcess("services.registry", port, settings, work / "registry.log")
+    return process, key_file.read_text().strip()
