@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from services.notifications.application import NotificationsApp, view
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.webhooks import validate_url
-from services.runtime.problems import NotFound, Unauthorized, Unprocessable
+from services.runtime.auth import bearer_center
+from services.runtime.problems import NotFound, Unprocessable
 
 router = APIRouter(prefix="/v1")
-_bearer = HTTPBearer(auto_error=False, description="Clé d'API du centre d'examen")
 
 
 async def _app(request: Request) -> NotificationsApp:
@@ -26,23 +24,9 @@ async def _app(request: Request) -> NotificationsApp:
 App = Annotated[NotificationsApp, Depends(_app)]
 
 
-async def _center(
-    app: App, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    if credentials is None:
-        raise Unauthorized(
-            "Clé d'API manquante : envoyez « Authorization: Bearer <clé du centre> ».",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    uai = await run_in_threadpool(app.authenticate_center, credentials.credentials)
-    if uai is None:
-        raise Unauthorized(
-            "Clé d'API inconnue ou révoquée.", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return uai
-
-
-Center = Annotated[str, Depends(_center)]
+Center = Annotated[
+    str, Depends(bearer_center(lambda r: r.app.state.notifications.authenticate_center))
+]
 
 
 class WebhookIn(BaseModel):

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 
 from services.attestations.api import views
@@ -21,11 +20,11 @@ from services.attestations.identity import did_document
 from services.attestations.pdf import PdfContent, PdfSigner, build_signed_pdf, embedded_credential
 from services.attestations.verification import Check, Report, check_credential
 from services.runtime import tokens
+from services.runtime.auth import MISSING, bearer_center
 from services.runtime.problems import Forbidden, NotFound, Unauthorized, UnsupportedMediaType
 from services.runtime.secrets import write_private
 
 router = APIRouter()
-_bearer = HTTPBearer(auto_error=False, description="Clé d'API du centre d'examen")
 
 
 class Context:
@@ -92,22 +91,10 @@ async def verification(attestation_id: str, request: Request, c: Ctx) -> Respons
     return Response(page, media_type="text/html; charset=utf-8", headers=headers)
 
 
-async def _center(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str | None:
-    if credentials is None:
-        return None
-    c: Context = request.app.state.context
-    uai = await run_in_threadpool(c.app.authenticate_center, credentials.credentials)
-    if uai is None:
-        raise Unauthorized(
-            "Clé d'API inconnue ou révoquée.", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return uai
-
-
-OptionalCenter = Annotated[str | None, Depends(_center)]
+OptionalCenter = Annotated[
+    str | None,
+    Depends(bearer_center(lambda r: r.app.state.context.app.authenticate_center, required=False)),
+]
 
 
 @router.get(
@@ -117,10 +104,7 @@ def list_attestations(
     c: Ctx, center: OptionalCenter, candidate_number: Annotated[str, Query(max_length=32)]
 ) -> dict[str, Any]:
     if center is None:
-        raise Unauthorized(
-            "Clé d'API manquante : envoyez « Authorization: Bearer <clé du centre> ».",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise Unauthorized(MISSING, headers={"WWW-Authenticate": "Bearer"})
     found = c.app.attestations_of(center, candidate_number)
     if found is None:
         raise NotFound(f"Candidat {candidate_number} inconnu pour ce centre.")

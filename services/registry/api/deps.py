@@ -5,13 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.registry.application import RegistryApp
-from services.runtime.problems import Unauthorized
-
-_bearer = HTTPBearer(auto_error=False, description="Clé d'API du centre d'examen")
+from services.runtime.auth import bearer_center
 
 
 async def get_registry(request: Request) -> RegistryApp:
@@ -20,23 +16,4 @@ async def get_registry(request: Request) -> RegistryApp:
 
 
 Registry = Annotated[RegistryApp, Depends(get_registry)]
-
-
-async def authenticated_center(
-    registry: Registry,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    if credentials is None:
-        raise Unauthorized(
-            "Clé d'API manquante : envoyez « Authorization: Bearer <clé du centre> ».",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    uai = await run_in_threadpool(registry.authenticate, credentials.credentials)
-    if uai is None:
-        raise Unauthorized(
-            "Clé d'API inconnue ou révoquée.", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return uai
-
-
-Center = Annotated[str, Depends(authenticated_center)]
+Center = Annotated[str, Depends(bearer_center(lambda r: r.app.state.registry.authenticate))]
