@@ -32,7 +32,7 @@ import httpx
 import nats
 
 from contracts.subjects import STREAMS
-from tests.registry.harness import JURY, candidate
+from tests.registry.harness import post_cohort
 from tests.support.processes import NatsServer, ServiceProcess, free_port, registry_process
 
 RESULTS = Path(__file__).parent / "results"
@@ -89,30 +89,7 @@ async def _fill_registry(work: Path, nats_url: str, candidates: int, blocs: int)
     registry.start()
     try:
         auth = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=registry.url, timeout=300) as client:
-            sem = asyncio.Semaphore(16)
-
-            async def register(i: int) -> None:
-                async with sem:
-                    body = candidate(f"A{i:05d}", access_route="formation_continue")
-                    (
-                        await client.post("/v1/candidates", json=body, headers=auth)
-                    ).raise_for_status()
-
-            await asyncio.gather(*(register(i) for i in range(candidates)))
-            lines = [
-                {"candidate_number": f"A{i:05d}", "bloc": f"RNCP40705BC{b:02d}", "grade": "12,5"}
-                for i in range(candidates)
-                for b in range(1, blocs + 1)
-            ]
-            body = {
-                "certification": "RNCP40705",
-                "session": "2026-06",
-                "deliberated_on": "2026-07-03",
-                "jury": JURY,
-                "lines": lines,
-            }
-            (await client.post("/v1/deliberations", json=body, headers=auth)).raise_for_status()
+        await post_cohort(registry.url, auth, "A", candidates, blocs, grade="12,5")
         nc = await nats.connect(nats_url)
         expected = 1 + candidates + 2 * candidates * blocs
         while await _stream_count(nc.jetstream(), STREAMS["registry"]) < expected:

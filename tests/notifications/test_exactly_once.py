@@ -10,13 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from pydantic import SecretStr
 
 from services.notifications.sink import message_count, start_sink
 from tests.attestations.harness import Attestations, serve_attestations
 from tests.notifications.harness import SECRET
-from tests.registry.harness import JURY, Registry, candidate, serve_registry
+from tests.registry.harness import Registry, post_cohort, serve_registry
 from tests.support.processes import NatsServer, ServiceProcess, free_port
 
 CANDIDATES = 60
@@ -54,24 +53,7 @@ def notifications_process(
 
 
 async def post_pv(registry: Registry) -> None:
-    async with httpx.AsyncClient(base_url=registry.url, timeout=60) as http:
-        auth = registry.auth()
-        for i in range(CANDIDATES):
-            r = await http.post("/v1/candidates", json=candidate(f"X{i:03d}"), headers=auth)
-            assert r.status_code == 201
-        lines = [
-            {"candidate_number": f"X{i:03d}", "bloc": f"RNCP40705BC{b:02d}", "grade": "11"}
-            for i in range(CANDIDATES)
-            for b in range(1, BLOCS + 1)
-        ]
-        body = {
-            "certification": "RNCP40705",
-            "session": "2026-06",
-            "deliberated_on": "2026-07-03",
-            "jury": JURY,
-            "lines": lines,
-        }
-        assert (await http.post("/v1/deliberations", json=body, headers=auth)).status_code == 201
+    await post_cohort(registry.url, registry.auth(), "X", CANDIDATES, BLOCS)
 
 
 async def wait_files(directory: Path, count: int, timeout: float) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -131,3 +132,32 @@ async def stream_events(
 
 def dumps(body: Any) -> bytes:
     return json.dumps(body).encode()
+
+
+async def post_cohort(
+    base_url: str,
+    auth: dict[str, str],
+    prefix: str,
+    candidates: int,
+    blocs: int,
+    grade: str = "11",
+    concurrency: int = 16,
+) -> None:
+    """Register ``candidates`` continuing-education candidates and post one PV giving each
+    ``blocs`` blocs graded ``grade``: the bulk input of fault tests and benchmarks."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=300) as http:
+        slots = asyncio.Semaphore(concurrency)
+
+        async def register(i: int) -> None:
+            async with slots:
+                body = candidate(f"{prefix}{i:05d}")
+                (await http.post("/v1/candidates", json=body, headers=auth)).raise_for_status()
+
+        await asyncio.gather(*(register(i) for i in range(candidates)))
+        lines = [
+            {"candidate_number": f"{prefix}{i:05d}", "bloc": f"RNCP40705BC{b:02d}", "grade": grade}
+            for i in range(candidates)
+            for b in range(1, blocs + 1)
+        ]
+        response = await http.post("/v1/deliberations", json=pv(lines), headers=auth)
+        response.raise_for_status()

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 from nats.aio.client import Client
 
-from tests.registry.harness import JURY, STREAM, candidate, stream_events
+from tests.registry.harness import STREAM, post_cohort, stream_events
 from tests.support.processes import NatsServer, registry_process
 
 CANDIDATES = 150
@@ -26,27 +25,8 @@ async def test_registry_killed_mid_relay_publishes_every_event_exactly_once(
     service.start()
     js = nc.jetstream()
     try:
-        async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
-            auth = {"Authorization": f"Bearer {key}"}
-            for i in range(CANDIDATES):
-                response = await client.post(
-                    "/v1/candidates", json=candidate(f"K{i:04d}"), headers=auth
-                )
-                assert response.status_code == 201
-            lines = [
-                {"candidate_number": f"K{i:04d}", "bloc": f"RNCP40705BC{b:02d}", "grade": "11"}
-                for i in range(CANDIDATES)
-                for b in range(1, BLOCS + 1)
-            ]
-            body = {
-                "certification": "RNCP40705",
-                "session": "2026-06",
-                "deliberated_on": "2026-07-03",
-                "jury": JURY,
-                "lines": lines,
-            }
-            response = await client.post("/v1/deliberations", json=body, headers=auth)
-            assert response.status_code == 201
+        auth = {"Authorization": f"Bearer {key}"}
+        await post_cohort(service.url, auth, "K", CANDIDATES, BLOCS)
         # graded + validated per line, one diploma per candidate, one registration each
         expected = CANDIDATES * (1 + 2 * BLOCS + 1)
         key_events = 1  # the demo center's key, published as a digest
