@@ -17,26 +17,11 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+from contracts.referential import load_certification
 from services.attestations.pdf import PdfContent, PdfSigner, build_signed_pdf, render
 
-COMPETENCES = (
-    "Identifier les caractéristiques de la demande",
-    "Apporter une réponse adaptée à la demande",
-    "Produire, dans un environnement numérique, des supports de communication adaptés",
-    "Assurer le suivi administratif des opérations de promotion et de prospection",
-    "Appliquer les procédures internes de traitement des relations « clients »",
-    "Produire les documents liés au traitement des relations « clients » dans un environnement "
-    "numérique",
-    "Assurer le suivi des enregistrements des factures de vente et des encaissements à l'aide "
-    "d'un progiciel dédié ou d'un PGI",
-    "Assurer le suivi des relances clients",
-    "Mettre à jour l'information",
-    "Rendre compte des anomalies repérées lors de l'actualisation du système d'information",
-    "Identifier et appliquer les moyens de protection et de sécurisation adaptés aux données "
-    "enregistrées ou extraites",
-    "Assurer la visibilité numérique de l'organisation (au travers des réseaux sociaux, du site "
-    "internet, de blogs)",
-)
+# The referential's own wording: the bench renders what a real attestation shows.
+COMPETENCES = tuple(load_certification("RNCP40705").bloc("RNCP40705BC01").competences)  # type: ignore[union-attr]
 
 CONTENT = PdfContent(
     attestation_id="q3Vx8Lr2TmWc5NbYp0Ks7A",

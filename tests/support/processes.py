@@ -51,8 +51,28 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+class Stoppable:
+    """A child process that can be stopped politely or killed at the worst moment."""
+
+    process: subprocess.Popen[bytes] | None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no flush — the worst moment is any moment."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 @dataclass
-class NatsServer:
+class NatsServer(Stoppable):
     """A nats-server with JetStream on a free loopback port; can be killed and restarted."""
 
     store: Path
@@ -83,19 +103,6 @@ class NatsServer:
             stderr=subprocess.STDOUT,
         )
         wait_for(lambda: port_open(self.port), timeout=20)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass(frozen=True)
@@ -191,7 +198,7 @@ class ServedApp:
         self.thread.join(timeout=30)
 
 
-class ServiceProcess:
+class ServiceProcess(Stoppable):
     """A service run as its own OS process (``python -m services.<name> serve``)."""
 
     def __init__(self, module: str, port: int, env: dict[str, str], log: Path) -> None:
@@ -223,20 +230,6 @@ class ServiceProcess:
                 return bool(response.status == 200)
         except OSError:
             return False
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no flush — the worst moment is any moment."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def peak_rss_bytes(self) -> int:
         """Peak resident memory of the process so far (VmHWM)."""
