@@ -1,0 +1,18 @@
+#!/bin/sh
+# Container entrypoint: for every environment variable NAME_FILE=<path> (a Compose or Docker
+# secret mounted as a file), export NAME=<contents of path> without its trailing newlines and
+# drop NAME_FILE; then run the command. Secrets so never sit in compose files or `docker inspect`.
+set -eu
+
+for name in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)_FILE=.*$/\1/p'); do
+    eval "path=\${${name}_FILE}"
+    if [ ! -r "$path" ]; then
+        echo "certibloc-entrypoint: ${name}_FILE=$path is not a readable file" >&2
+        exit 1
+    fi
+    value=$(cat "$path")
+    export "$name=$value"
+    unset "${name}_FILE"
+done
+
+exec "$@"

@@ -1,0 +1,43 @@
+#!/bin/sh
+# Create the secrets a deployment needs, once, in DIR (default: deploy/secrets, next to this
+# script). Existing files are kept, so it is safe to run again. Needs the project's Python
+# (PYTHON, default .venv/bin/python: run it from the repository root after `make install`).
+# Compose mounts DIR as secrets; for Kubernetes, turn it into Secrets with
+# `kubectl create secret generic ... --from-file` (deploy/README.md).
+#
+#   DIR/postgres-password        the certibloc database user's password
+#   DIR/download-token-secret    64 hex characters shared by attestations and notifications
+#   DIR/smtp-password            placeholder: put your SMTP relay's password in it
+#   DIR/attestations-keys/       Ed25519 signing key (<kid>.jwk, "active") and the PDF signing
+#                                identity (pdf/pdf-signer.pem, self-signed; replace with a
+#                                certificate from your CA if you have one)
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+dir=${1:-"$here/secrets"}
+python=${PYTHON:-.venv/bin/python}
+umask 077
+mkdir -p "$dir"
+
+# Values without a trailing newline: `kubectl create secret --from-file` keeps file bytes as is.
+random_hex() {
+    "$python" -c 'import secrets, sys; print(secrets.token_hex(int(sys.argv[1])), end="")' "$1"
+}
+
+[ -s "$dir/postgres-password" ] || random_hex 24 > "$dir/postgres-password"
+[ -s "$dir/download-token-secret" ] || random_hex 32 > "$dir/download-token-secret"
+[ -e "$dir/smtp-password" ] || printf 'REPLACE_ME' > "$dir/smtp-password"
+
+keys="$dir/attestations-keys"
+if [ ! -s "$keys/active" ]; then
+    ATTESTATIONS_KEYS_DIR="$keys" "$python" -m services.attestations rotate-key
+fi
+if [ ! -s "$keys/pdf/pdf-signer.pem" ]; then
+    "$python" -c 'import sys
+from pathlib import Path
+from services.attestations.pdf import PdfSigner
+PdfSigner.load_or_create(Path(sys.argv[1]), common_name="certibloc attestations")' "$keys/pdf"
+fi
+
+echo "secrets in $dir; the containers run as uid 10001, which must be able to read them:"
+echo "  sudo chown -R 10001:10001 $dir"

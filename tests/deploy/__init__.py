@@ -1,0 +1,1 @@
+"""Checks of the deployment files in deploy/ (compose, Kubernetes, NATS, settings examples)."""
