@@ -24,19 +24,49 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_SECONDS = 120.0
 
 
+def server_urls(url: str) -> list[str]:
+    """``CERTIBLOC_NATS_URL`` as a list: one URL, or a cluster's nodes separated by commas."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("no NATS server URL given")
+    return servers
+
+
 async def connect(url: str, name: str) -> Client:
-    """Connect with unbounded reconnects: a NATS restart must never kill a service."""
+    """Connect with unbounded reconnects: a NATS restart must never kill a service.
+
+    ``url`` may list several servers of a cluster (``nats://a:4222,nats://b:4222``). The first
+    connection goes to any of them that answers (in random order, which spreads the services
+    over the nodes); once connected the client also learns the cluster's other nodes from the
+    server, and moves to one of them when its node goes away.
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": str(exc)})
 
-    return await nats.connect(
-        url,
+    client: Client | None = None
+
+    async def on_disconnected() -> None:
+        if client is not None and not client.is_closed:  # lost, not closed by us
+            log.warning("nats disconnected; reconnecting", extra={"connection": name})
+
+    async def on_reconnected() -> None:
+        server = client.connected_url if client is not None else None
+        log.warning(
+            "nats reconnected",
+            extra={"connection": name, "server": server.netloc if server else None},
+        )
+
+    client = await nats.connect(
+        server_urls(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
     )
+    return client
 
 
 async def ensure_stream(js: JetStreamContext, stream: str, service: str, replicas: int) -> None:
