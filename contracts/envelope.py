@@ -7,6 +7,9 @@ event exactly once and in order:
   stored notification may yield several published events);
 - ``previous``: the position of the event published just before it by the same source
   (0 for the first). A consumer that has applied up to ``previous`` knows nothing is missing.
+
+``traceparent`` and ``tracestate`` (the CloudEvents distributed tracing extension) carry the
+W3C trace context of what caused the event; the same values travel in the NATS headers.
 """
 
 from __future__ import annotations
@@ -48,5 +51,9 @@ class CloudEvent(BaseModel):
     previous: int = Field(ge=0, description="Position of the source's preceding event.")
     traceparent: str | None = Field(
         default=None, description="W3C trace context (CloudEvents distributed tracing extension)."
+    )
+    tracestate: str | None = Field(
+        default=None,
+        description="W3C trace state, vendor-specific (CloudEvents distributed tracing extension).",
     )
     data: dict[str, Any]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from contracts.referential import load_certification
 from contracts.subjects import STREAMS
 from services.attestations.api.routes import Context, router
 from services.attestations.application import AttestationsApp, Links
+from services.attestations.domain.aggregates import Attestation
 from services.attestations.domain.jose import SigningKey
 from services.attestations.identity import issuer_profile
 from services.attestations.keys import KeyStore
@@ -25,6 +28,7 @@ from services.attestations.translation import translator
 from services.runtime.consumer import EventConsumer
 from services.runtime.http import create_app
 from services.runtime.logging import configure_logging
+from services.runtime.metrics import Metrics
 from services.runtime.secrets import load_or_create_secret
 from services.runtime.service import ServiceRuntime
 
@@ -67,6 +71,8 @@ def build_attestations(settings: AttestationsSettings) -> tuple[AttestationsApp,
 def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     settings = settings or AttestationsSettings()
     app, keys = build_attestations(settings)
+    metrics = Metrics()
+    count_attestations(app, metrics)
 
     async def consume(js: JetStreamContext, stop: asyncio.Event) -> None:
         consumer = EventConsumer(
@@ -78,6 +84,7 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
             upstream="registry",
             batch_size=settings.consumer_batch,
             before_commit=app.before_commit,
+            metrics=metrics,
         )
         await consumer.run(stop)
 
@@ -87,6 +94,7 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
         translate=translator(app.links.verify),
         workers=[consume],
         upstream_streams=[(STREAMS["registry"], "registry")],
+        metrics=metrics,
     )
     http = create_app(
         title="certibloc — attestations",
@@ -95,6 +103,7 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
         lifespan=runtime.lifespan,
         readiness=[runtime.store_ready, runtime.nats_ready],
         max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
     )
     secret = settings.download_token_secret
     http.state.context = Context(
@@ -110,6 +119,34 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     http.state.runtime = runtime
     http.include_router(router)
     return http
+
+
+def count_attestations(app: AttestationsApp, metrics: Metrics) -> None:
+    """Attestations issued and revoked, counted once committed (whoever wrote them)."""
+    issued = Counter(
+        "certibloc_attestations_issued",
+        "Attestations signed and stored.",
+        registry=metrics.registry,
+    )
+    revoked = Counter(
+        "certibloc_attestations_revoked",
+        "Attestations revoked.",
+        registry=metrics.registry,
+    )
+
+    def count(events: Sequence[object]) -> None:
+        n_issued = n_revoked = 0
+        for e in events:
+            if isinstance(e, Attestation.Issued):
+                n_issued += 1
+            elif isinstance(e, Attestation.Revoked):
+                n_revoked += 1
+        if n_issued:
+            issued.inc(n_issued)
+        if n_revoked:
+            revoked.inc(n_revoked)
+
+    app.on_recorded(count)
 
 
 def _templates_dir() -> Path:

@@ -14,7 +14,7 @@ from contracts.envelope import CloudEvent
 from contracts.subjects import event_type
 from services.notifications.domain import Notification, Recipient, Webhook
 from services.notifications.webhooks import new_secret
-from services.runtime import centers, tokens
+from services.runtime import centers, tokens, tracing
 from services.runtime.store import ServiceApplication
 
 CANDIDATE_REGISTERED = event_type("registry", "candidate-registered", 1)
@@ -30,6 +30,7 @@ class UnknownRecipient(LookupError):
 
 class NotificationsApp(ServiceApplication):
     name = "Notifications"
+    cached_types = (Recipient,)  # read for every attestation event
 
     def __init__(
         self,
@@ -75,7 +76,7 @@ class NotificationsApp(ServiceApplication):
         now = _now()
         attestation_id = data["attestation_id"]
         mail_key = f"mail:{attestation_id}:{what}"
-        if not self._known(unit, mail_key):
+        if not recipient.knows(mail_key):
             token = tokens.mint(self.download_secret, recipient.candidate_number, DOWNLOAD_LINK_TTL)
             base = f"{self.attestations_url}/v1/attestations/{attestation_id}"
             mail = Notification(
@@ -100,11 +101,12 @@ class NotificationsApp(ServiceApplication):
                     "reason": data.get("reason"),
                 },
                 queued_at=now,
+                traceparent=tracing.current_traceparent(),
             )
             recipient.note(mail_key)
             self.stage(unit, mail, recipient)
         hook_key = f"hook:{attestation_id}:{what}"
-        if self._has_webhook(unit, recipient.exam_center) and not self._known(unit, hook_key):
+        if self._has_webhook(unit, recipient.exam_center) and not recipient.knows(hook_key):
             hook = Notification(
                 delivery_key=hook_key,
                 channel="webhook",
@@ -113,14 +115,10 @@ class NotificationsApp(ServiceApplication):
                 attestation_id=attestation_id,
                 payload={"type": event.type, "timestamp": now, "data": data},
                 queued_at=now,
+                traceparent=tracing.current_traceparent(),
             )
             recipient.note(hook_key)
             self.stage(unit, hook, recipient)
-
-    def _known(self, unit: ProcessingEvent[UUID], delivery_key: str) -> bool:
-        """Already queued (a replayed upstream event must not queue it twice)."""
-        aggregate_id = Notification.create_id(delivery_key)
-        return aggregate_id in unit.aggregates or self.exists(aggregate_id)
 
     def _has_webhook(self, unit: ProcessingEvent[UUID], exam_center: str) -> bool:
         # Looked up once per center and batch: centers change their webhook rarely.

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 
 import httpx
 from fastapi import FastAPI
 from nats.js import JetStreamContext
+from prometheus_client import Counter
 
 from contracts.subjects import STREAMS
 from services.notifications.api import router
 from services.notifications.application import NotificationsApp
 from services.notifications.dispatcher import Dispatcher
+from services.notifications.domain import Notification
 from services.notifications.settings import NotificationsSettings
 from services.notifications.smtp import SmtpPool, SmtpSettings
 from services.notifications.translation import translate
 from services.runtime.consumer import EventConsumer
 from services.runtime.http import create_app
 from services.runtime.logging import configure_logging
+from services.runtime.metrics import Metrics
 from services.runtime.secrets import load_or_create_secret
 from services.runtime.service import ServiceRuntime
 
@@ -51,6 +55,8 @@ def smtp_settings(settings: NotificationsSettings) -> SmtpSettings:
 def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
     app = build_notifications(settings)
+    metrics = Metrics()
+    count_deliveries(app, metrics)
     http: FastAPI
 
     def consumer(stream: str, durable: str, upstream: str, handler: object) -> object:
@@ -64,6 +70,7 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 upstream=upstream,
                 before_commit=app.before_commit,
                 retry_delay=0.5,
+                metrics=metrics,
             ).run(stop)
 
         return run
@@ -105,6 +112,7 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
             (STREAMS["registry"], "registry"),
             (STREAMS["attestations"], "attestations"),
         ],
+        metrics=metrics,
     )
     http = create_app(
         title="certibloc — notifications",
@@ -113,12 +121,42 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
         lifespan=runtime.lifespan,
         readiness=[runtime.store_ready, runtime.nats_ready],
         max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
     )
     http.state.notifications = app
     http.state.dispatcher = None
     http.state.runtime = runtime
     http.include_router(router)
     return http
+
+
+OUTCOMES: dict[type[object], str] = {
+    Notification.Sent: "sent",
+    Notification.Failed: "failed",
+    Notification.GaveUp: "gave_up",
+}
+
+
+def count_deliveries(app: NotificationsApp, metrics: Metrics) -> None:
+    """Delivery outcomes by channel, counted once recorded (whichever path recorded them)."""
+    deliveries = Counter(
+        "certibloc_notifications_deliveries",
+        "Delivery attempts recorded, by channel (email, webhook) and outcome "
+        "(sent, failed: retried later, gave_up).",
+        ["channel", "outcome"],
+        registry=metrics.registry,
+    )
+    for channel in ("email", "webhook"):
+        for outcome in OUTCOMES.values():
+            deliveries.labels(channel, outcome)  # every series from 0
+
+    def count(events: Sequence[object]) -> None:
+        for e in events:
+            outcome = OUTCOMES.get(type(e))
+            if outcome is not None:
+                deliveries.labels(getattr(e, "channel", "unknown"), outcome).inc()
+
+    app.on_recorded(count)
 
 
 def app_factory() -> FastAPI:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import random
 import time
@@ -29,9 +30,10 @@ from eventsourcing.utils import get_topic
 
 from services.notifications.application import NotificationsApp
 from services.notifications.domain import Notification
-from services.notifications.email import AttestationMail, compose, template_environment
+from services.notifications.email import AttestationMail, render, template_environment
 from services.notifications.smtp import SmtpDeliveryError, SmtpPool
 from services.notifications.webhooks import MAX_ATTEMPTS, backoff, deliver
+from services.runtime import tracing
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,13 @@ TOPICS = [
         Notification.Replayed,
     )
 ]
+
+
+PENDING = ("queued", "failed", "attempting")
+
+
+def _channel(key: str) -> str:
+    return "email" if key.startswith("mail:") else "webhook"
 
 
 @dataclass
@@ -81,8 +90,13 @@ class Dispatcher:
         self.templates = template_environment()
         self.tracked: dict[str, Tracked] = {}
         self._keys: dict[UUID, str] = {}  # aggregate id -> delivery key
+        # Notifications not yet sent or given up, kept current from the log: a claim does not
+        # read each one back from the store (a replica's write makes the save fail instead).
+        self._live: dict[str, Notification] = {}
         self._cursor = 0
         self._inflight: set[str] = set()
+        # Per channel, (due, key) in a heap: the loop looks only at what is due.
+        self._agenda: dict[str, list[tuple[float, str]]] = {"email": [], "webhook": []}
         self._busy = {"email": 0, "webhook": 0}
         self._finished: list[tuple[Notification, tuple[bool, bool, str]]] = []
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
@@ -107,8 +121,11 @@ class Dispatcher:
     def _track(self, domain_event: object) -> None:
         e: Any = domain_event  # attributes made by eventsourcing at run time
         if isinstance(domain_event, Notification.Queued):
-            self.tracked[e.delivery_key] = Tracked("queued", e.exam_center, 0.0)
+            queued = Tracked("queued", e.exam_center, 0.0)
+            self.tracked[e.delivery_key] = queued
             self._keys[e.originator_id] = e.delivery_key
+            self._live[e.delivery_key] = e.mutate(None)
+            self._schedule(e.delivery_key, queued)
             return
         key = self._keys.get(e.originator_id)
         if key is None:
@@ -116,6 +133,7 @@ class Dispatcher:
         entry = self.tracked.get(key)
         if entry is None:
             return
+        self._follow(key, e)
         if isinstance(domain_event, Notification.Attempting):
             entry.state = "attempting"
             entry.due = _epoch(e.at) + self.claim_timeout
@@ -128,6 +146,45 @@ class Dispatcher:
             entry.state = "gave_up"
         elif isinstance(domain_event, Notification.Replayed):
             entry.state, entry.due = "queued", 0.0
+            self._live.pop(key, None)  # replayed through the API: reload it from the store
+        if entry.state == "sent":  # done for good: forget it (memory stays bounded)
+            self._live.pop(key, None)
+            del self.tracked[key], self._keys[e.originator_id]
+        elif entry.state == "gave_up":  # kept: listed for the exam center, may be replayed
+            self._live.pop(key, None)
+        else:
+            self._schedule(key, entry)
+
+    def _schedule(self, key: str, entry: Tracked) -> None:
+        heapq.heappush(self._agenda[_channel(key)], (entry.due, key))
+
+    def _take_due(self, channel: str, limit: int) -> list[str]:
+        """Up to ``limit`` keys of ``channel`` that are due, earliest first. Agenda items that
+        no longer match their notification (it moved on since) are dropped as they come up."""
+        agenda, now, taken = self._agenda[channel], self.clock(), dict[str, None]()
+        while agenda and len(taken) < limit and agenda[0][0] <= now:
+            due, key = heapq.heappop(agenda)
+            entry = self.tracked.get(key)
+            if (
+                entry is not None
+                and entry.due == due
+                and entry.state in PENDING
+                and key not in self._inflight
+            ):
+                taken[key] = None
+        return list(taken)
+
+    def _follow(self, key: str, e: Any) -> None:
+        """Keep the in-memory aggregate current with events read from the log. Our own claims
+        and outcomes are already applied to it; one we cannot place means we missed something,
+        and the aggregate is read from the store when next needed."""
+        live = self._live.get(key)
+        if live is None or e.originator_version <= live.version:
+            return
+        if e.originator_version == live.version + 1:
+            e.mutate(live)
+        else:
+            del self._live[key]
 
     # --- running -----------------------------------------------------------------------------
 
@@ -156,13 +213,12 @@ class Dispatcher:
         await self._record_finished()
 
     def due(self) -> list[str]:
+        """Every key that may be attempted now (a full scan: for inspection, not the loop)."""
         now = self.clock()
         return [
             key
             for key, entry in self.tracked.items()
-            if key not in self._inflight
-            and entry.state in ("queued", "failed", "attempting")
-            and entry.due <= now
+            if key not in self._inflight and entry.state in PENDING and entry.due <= now
         ]
 
     def failed_for(self, exam_center: str) -> list[str]:
@@ -173,19 +229,22 @@ class Dispatcher:
         ]
 
     async def _claim_due(self) -> list[Notification]:
-        free = {
-            "email": self.concurrency - self._busy["email"],
-            "webhook": self.concurrency - self._busy["webhook"],
-        }
-        picked: list[str] = []
-        for key in self.due():
-            channel = "email" if key.startswith("mail:") else "webhook"
-            if free[channel] > 0:
-                free[channel] -= 1
-                picked.append(key)
+        picked = [
+            key
+            for channel in ("email", "webhook")
+            for key in self._take_due(channel, self.concurrency - self._busy[channel])
+        ]
         if not picked:
             return []
-        claimed = await asyncio.to_thread(self._claim, picked)
+        try:
+            claimed = await asyncio.to_thread(self._claim, picked)
+        finally:
+            # Not claimed (a replica did, or the store failed): back on the agenda; an item
+            # that no longer matches is dropped when it comes up.
+            for key in picked:
+                entry = self.tracked.get(key)
+                if entry is not None and entry.state in PENDING:
+                    self._schedule(key, entry)
         for n in claimed:
             self._inflight.add(n.delivery_key)
             self._busy[n.channel] += 1
@@ -194,19 +253,18 @@ class Dispatcher:
     def _claim(self, keys: list[str]) -> list[Notification]:
         """Claim in one transaction; if a replica claimed one meanwhile, claim one by one."""
         now = self.clock()
-        claimable = [
-            n for n in (self.app.notification(k) for k in keys) if n and self._claimable(n, now)
-        ]
+        claimable = [n for n in map(self._aggregate, keys) if n and self._claimable(n, now)]
         for n in claimable:
             n.claim(attempt=n.attempts + 1, at=_iso(now), worker=self.worker)
         try:
             self.app.save(*claimable)
             return claimable
         except IntegrityError:
-            pass
+            for key in keys:
+                self._live.pop(key, None)
         won = []
         for key in keys:
-            one = self.app.notification(key)
+            one = self._aggregate(key)
             if one is None or not self._claimable(one, now):
                 continue
             n = one
@@ -214,9 +272,18 @@ class Dispatcher:
             try:
                 self.app.save(n)
             except IntegrityError:
+                self._live.pop(key, None)
                 continue  # someone else claimed it first
             won.append(n)
         return won
+
+    def _aggregate(self, key: str) -> Notification | None:
+        live = self._live.get(key)
+        if live is None:
+            live = self.app.notification(key)
+            if live is not None and live.state not in ("sent", "gave_up"):
+                self._live[key] = live
+        return live
 
     def _claimable(self, n: Notification | None, now: float) -> bool:
         if n is None or n.state in ("sent", "gave_up"):
@@ -227,7 +294,8 @@ class Dispatcher:
 
     async def _send_one(self, notification: Notification) -> None:
         try:
-            outcome = await self._send(notification)
+            with tracing.continued(notification.traceparent):  # log lines carry its trace
+                outcome = await self._send(notification)
         except Exception as error:
             log.exception("delivery failed unexpectedly", extra={"key": notification.delivery_key})
             outcome = (False, True, f"erreur interne : {type(error).__name__}")
@@ -266,7 +334,13 @@ class Dispatcher:
                 domain=self.app.mail_domain,
             )
             try:
-                await self.smtp.send(compose(mail, self.templates))
+                message = render(mail, self.templates)
+            except ValueError as error:
+                # e.g. a non-ASCII local part (RFC 6531): our headers cannot carry it; sending
+                # again will not help, so it is given up and listed for the exam center.
+                return False, False, f"adresse ou contenu inutilisable dans un e-mail : {error}"
+            try:
+                await self.smtp.send(message)
             except SmtpDeliveryError as error:
                 return False, not error.permanent, error.detail
             return True, False, "accepté par le serveur SMTP"
@@ -279,28 +353,44 @@ class Dispatcher:
 
     def _record(self, batch: list[tuple[Notification, tuple[bool, bool, str]]]) -> None:
         now = self.clock()
-        for notification, (ok, retryable, detail) in batch:
-            if ok:
-                notification.sent(at=_iso(now), detail=detail)
-                self.sent_total += 1
-            elif retryable and notification.attempts < self.max_attempts:
-                delay = backoff(notification.attempts, base=self.backoff_base, rng=self._rng)
-                notification.failed(at=_iso(now), error=detail, retry_at=_iso(now + delay))
-            else:
-                notification.give_up(at=_iso(now), error=detail)
+        for notification, outcome in batch:
+            self._apply_outcome(notification, outcome, now)
         try:
             self.app.save(*(n for n, _ in batch))
         except IntegrityError:
-            # A claim was retaken meanwhile (this worker looked dead): record one by one and
-            # leave the retaken ones to their new owner.
-            for notification, _ in batch:
+            # A claim was retaken meanwhile (this worker looked dead). The failed save took the
+            # pending events with it: record each outcome again on the stored notification if
+            # it is still at our claim, and leave the retaken ones to their new owner.
+            for notification, outcome in batch:
+                self._live.pop(notification.delivery_key, None)
+                stored = self.app.notification(notification.delivery_key)
+                if stored is None or stored.version != notification.version - 1:
+                    log.warning(
+                        "outcome not recorded: claimed again meanwhile",
+                        extra={"delivery_key": notification.delivery_key},
+                    )
+                    continue
+                self._apply_outcome(stored, outcome, now)
                 try:
-                    self.app.save(notification)
+                    self.app.save(stored)
                 except IntegrityError:
                     log.warning(
                         "outcome not recorded: claimed again meanwhile",
                         extra={"delivery_key": notification.delivery_key},
                     )
+        self.sent_total += sum(1 for _, (ok, _r, _d) in batch if ok)
+
+    def _apply_outcome(
+        self, notification: Notification, outcome: tuple[bool, bool, str], now: float
+    ) -> None:
+        ok, retryable, detail = outcome
+        if ok:
+            notification.sent(at=_iso(now), detail=detail)
+        elif retryable and notification.attempts < self.max_attempts:
+            delay = backoff(notification.attempts, base=self.backoff_base, rng=self._rng)
+            notification.failed(at=_iso(now), error=detail, retry_at=_iso(now + delay))
+        else:
+            notification.give_up(at=_iso(now), error=detail)
 
 
 def _iso(epoch: float) -> str:

@@ -40,6 +40,7 @@ class Notification(Aggregate):
         attestation_id: str,
         payload: dict[str, Any],
         queued_at: str,
+        traceparent: str | None = None,
     ) -> None:
         self.delivery_key = delivery_key
         self.channel = channel
@@ -55,6 +56,9 @@ class Notification(Aggregate):
         self.last_error: str | None = None
         self.sent_at: str | None = None
         self.history: list[dict[str, Any]] = []
+        # The trace of the event that queued it: its delivery outcomes, recorded later by the
+        # dispatcher, are stamped with it (services.runtime.tracing.stamp_pending).
+        self.traceparent = traceparent
 
     @event("Attempting")
     def claim(self, attempt: int, at: str, worker: str) -> None:
@@ -170,6 +174,11 @@ class Recipient(Aggregate):
 
     def note(self, delivery_key: str) -> None:
         self._pending.append(delivery_key)
+
+    def knows(self, delivery_key: str) -> bool:
+        """Already queued: a replayed upstream event must not queue it twice. The index is
+        written in the same transaction as the notifications, so it cannot be behind them."""
+        return delivery_key in self._pending or delivery_key in self.delivery_keys
 
     def flush(self) -> None:
         """One event per batch for all the notifications queued about this candidate."""

@@ -13,19 +13,14 @@ problems, including failures to connect or log in, which say nothing about the m
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import io
-import re
 import time
 from dataclasses import dataclass
-from email.generator import BytesGenerator
-from email.headerregistry import AddressHeader, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import EmailPolicy
-from typing import Any
 
 import aiosmtplib
+
+from services.notifications.wire import WireMail, envelope, wire_bytes
 
 
 @dataclass(frozen=True)
@@ -77,8 +72,9 @@ class SmtpPool:
             self._slots.put_nowait(_Slot())
         self._closed = False
 
-    async def send(self, message: EmailMessage) -> None:
-        """Send ``message`` to its To/Cc/Bcc recipients; raises SmtpDeliveryError."""
+    async def send(self, message: EmailMessage | WireMail) -> None:
+        """Send ``message`` to its To/Cc/Bcc recipients (a WireMail: to its envelope's);
+        raises SmtpDeliveryError."""
         if self.closed():
             raise SmtpDeliveryError(False, "the SMTP pool is closed")
         slot = await self._slots.get()
@@ -157,7 +153,7 @@ class SmtpPool:
         slot.last_used = time.monotonic()
         return False
 
-    async def _send_on(self, slot: _Slot, message: EmailMessage) -> None:
+    async def _send_on(self, slot: _Slot, message: EmailMessage | WireMail) -> None:
         client = slot.client
         assert client is not None
         try:
@@ -211,111 +207,17 @@ class SmtpPool:
         self._drop(slot)
 
 
-# --- serializing -----------------------------------------------------------------------------
-#
-# aiosmtplib's send_message() serializes with the stdlib generator, which costs more than the
-# SMTP exchange itself (~1 ms for one of our messages: header refolding, then the body written
-# line by line). wire_bytes() is the same generator with shortcuts: short ASCII headers are
-# written as they are, a non-ASCII Subject or single-address display name becomes base64
-# encoded-words (RFC 2047) directly, and bodies get their line ends fixed in one pass. Anything
-# unusual (Bcc, Resent-*, non-ASCII addresses, a parsed or legacy message) goes through
-# send_message() unchanged.
-
-_EW_OVERHEAD = len("=?utf-8?b??=")
-_NEWLINES = re.compile(r"\r\n|\r|\n")  # what the generator's _write_lines() splits on
-
-
-def _encoded_words(text: str, first_line_room: int) -> str:
-    """``text`` as base64 encoded-words of at most 75 characters, folded on lines of 78."""
-    data = text.encode("utf-8")
-    words: list[str] = []
-    room = min(75, first_line_room)
-    start = 0
-    while True:
-        end = start + max(3, (room - _EW_OVERHEAD) // 4 * 3)
-        if end >= len(data):
-            words.append(f"=?utf-8?b?{base64.b64encode(data[start:]).decode()}?=")
-            # Folding whitespace between encoded-words is not part of the text (RFC 2047 6.2).
-            return "\r\n ".join(words)
-        while end > start + 1 and data[end] & 0xC0 == 0x80:  # never cut inside a character
-            end -= 1
-        words.append(f"=?utf-8?b?{base64.b64encode(data[start:end]).decode()}?=")
-        start = end
-        room = 75  # a continuation line: one space, then the word
-
-
-class _WirePolicy(EmailPolicy):
-    def fold_binary(self, name: str, value: str) -> bytes:
-        limit = self.max_line_length or 78
-        if "\r" not in value and "\n" not in value:
-            if value.isascii():
-                if len(name) + 2 + len(value) <= limit:
-                    return f"{name}: {value}\r\n".encode("ascii")
-            elif isinstance(value, UnstructuredHeader) and len(name) < 60:
-                words = _encoded_words(str(value), limit - len(name) - 2)
-                return f"{name}: {words}\r\n".encode("ascii")
-            elif isinstance(value, AddressHeader) and len(value.addresses) == 1 and len(name) < 60:
-                address = value.addresses[0]
-                if address.addr_spec.isascii() and value.groups[0].display_name is None:
-                    words = _encoded_words(address.display_name, limit - len(name) - 2)
-                    last = len(words) - words.rfind("\n")
-                    space = " " if last + len(address.addr_spec) + 3 <= limit else "\r\n "
-                    return f"{name}: {words}{space}<{address.addr_spec}>\r\n".encode("ascii")
-        return super().fold_binary(name, value)
-
-
-class _WireGenerator(BytesGenerator):
-    def _write_lines(self, lines: str) -> None:
-        # The stdlib splits the body into lines and writes them one by one; same result.
-        if lines:
-            self.write(_NEWLINES.sub("\r\n", lines))
-
-
-_WIRE_8BIT = _WirePolicy(linesep="\r\n")
-_WIRE_7BIT = _WirePolicy(linesep="\r\n", cte_type="7bit")
-
-
-def wire_bytes(message: EmailMessage, *, eight_bit: bool = True) -> bytes:
-    """The message as it goes over SMTP (CRLF line ends, folded and encoded headers)."""
-    buffer = io.BytesIO()
-    _WireGenerator(buffer, policy=_WIRE_8BIT if eight_bit else _WIRE_7BIT).flatten(message)
-    return buffer.getvalue()
-
-
-def _envelope(message: EmailMessage) -> tuple[str, list[str]] | None:
-    """Sender and recipients as send_message() would take them, when the fast path applies."""
-    if not isinstance(message.policy, EmailPolicy):
-        return None
-    origin: dict[str, Any] = {}
-    recipients: list[str] = []
-    for name, value in message.raw_items():
-        key = name.lower()
-        if key == "bcc" or key.startswith("resent-"):
-            return None
-        if key in ("to", "cc", "from", "sender"):
-            if not isinstance(value, AddressHeader):  # e.g. a parsed message: raw strings
-                return None
-            if key in ("to", "cc"):
-                recipients.extend(address.addr_spec for address in value.addresses)
-            else:
-                origin[key] = value
-    header = origin.get("sender") or origin.get("from")
-    if header is None or len(header.addresses) != 1 or not recipients:
-        return None
-    sender: str = header.addresses[0].addr_spec
-    if not sender.isascii() or not all(r.isascii() for r in recipients):
-        return None
-    return sender, recipients
-
-
-async def _transmit(client: aiosmtplib.SMTP, message: EmailMessage) -> None:
-    envelope = _envelope(message)
-    if envelope is None:
+async def _transmit(client: aiosmtplib.SMTP, message: EmailMessage | WireMail) -> None:
+    if isinstance(message, WireMail):  # 7-bit clean by construction: no BODY=8BITMIME
+        await client.sendmail(message.sender, list(message.recipients), message.data)
+        return
+    found = envelope(message)
+    if found is None:
         await client.send_message(message)
         return
     eight_bit = client.supports_extension("8bitmime")
     await client.sendmail(
-        *envelope,
+        *found,
         wire_bytes(message, eight_bit=eight_bit),
         mail_options=["BODY=8BITMIME"] if eight_bit else [],
     )

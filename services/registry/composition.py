@@ -29,6 +29,7 @@ def create_http_app(settings: RegistrySettings | None = None) -> FastAPI:
         lifespan=runtime.lifespan,
         readiness=[runtime.store_ready, runtime.nats_ready],
         max_body_bytes=settings.max_body_bytes,
+        metrics=runtime.metrics,
     )
     http.state.registry = registry
     http.state.runtime = runtime

@@ -9,11 +9,14 @@ import uvicorn
 from nats.js.api import DeliverPolicy
 
 from contracts.subjects import SUBJECT_PREFIX
+from services.runtime.metrics import prepare_multiprocess_dir
 from services.runtime.nats import connect
 from services.runtime.settings import ServiceSettings
 
 
 def serve(factory: str, settings: ServiceSettings) -> None:
+    # Before any worker starts: a multiprocess metrics directory must not keep an earlier run's.
+    prepare_multiprocess_dir()
     uvicorn.run(
         factory,
         factory=True,

@@ -15,6 +15,7 @@ position reached. So:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from contracts.envelope import CloudEvent
+from services.runtime import tracing
+from services.runtime.metrics import Metrics
 from services.runtime.nats import ensure_consumer
 from services.runtime.store import ServiceApplication
 
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[CloudEvent, ProcessingEvent[UUID]], None]
 BeforeCommit = Callable[[ProcessingEvent[UUID]], None]
+Trace = tuple[str | None, str | None]  # (traceparent, tracestate) from the NATS headers
 
 
 @dataclass
@@ -59,6 +63,7 @@ class EventConsumer:
         retry_delay: float = 0.5,
         before_commit: BeforeCommit | None = None,
         ack_wait: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.handler = handler
@@ -76,6 +81,7 @@ class EventConsumer:
         self.fetch_timeout = fetch_timeout
         self.retry_delay = retry_delay
         self.applied_total = 0
+        self.instruments = metrics.consumer(durable, stream) if metrics is not None else None
         self._position: int | None = None
         self._sub: Any = None
 
@@ -97,7 +103,8 @@ class EventConsumer:
         prefetch: asyncio.Task[list[Any]] | None = None
         while not stop.is_set():
             try:
-                msgs = await (prefetch or self._fetch())
+                fetching, prefetch = prefetch, None  # a failed fetch must not be awaited again
+                msgs = await (fetching or self._fetch())
                 prefetch = asyncio.create_task(self._fetch())
                 await self._process(msgs)
             except Exception:
@@ -117,12 +124,20 @@ class EventConsumer:
             msgs: list[Any] = await self._sub.fetch(self.batch_size, timeout=self.fetch_timeout)
         except (NatsTimeoutError, TimeoutError):
             return []
+        if msgs and self.instruments is not None:
+            # The lag is what the last message says is still undelivered: no extra round trip.
+            self.instruments.lag.set(msgs[-1].metadata.num_pending)
+            again = sum(1 for m in msgs if _delivery_count(m) > 1)
+            if again:
+                self.instruments.redelivered.inc(again)
         return msgs
 
     async def _process(self, msgs: list[Any]) -> int:
         if not msgs:
             return 0
-        verdicts = await asyncio.to_thread(self._parse_and_apply, [m.data for m in msgs])
+        verdicts = await asyncio.to_thread(
+            self._parse_and_apply, [m.data for m in msgs], [_trace_of(m) for m in msgs]
+        )
         for i in verdicts.ack:
             await msgs[i].ack()
         for i in verdicts.retry:
@@ -135,6 +150,8 @@ class EventConsumer:
         if verdicts.early and not verdicts.applied:
             await asyncio.sleep(self.early_delay / 2)
         self.applied_total += verdicts.applied
+        if self.instruments is not None and verdicts.applied:
+            self.instruments.applied.inc(verdicts.applied)
         return verdicts.applied
 
     async def position(self) -> int:
@@ -144,13 +161,13 @@ class EventConsumer:
 
     # --- internals (run in a worker thread: eventsourcing is synchronous) ----------------
 
-    def _parse_and_apply(self, payloads: list[bytes]) -> _Verdicts:
-        return self._apply([CloudEvent.model_validate_json(p) for p in payloads])
+    def _parse_and_apply(self, payloads: list[bytes], traces: list[Trace]) -> _Verdicts:
+        return self._apply([CloudEvent.model_validate_json(p) for p in payloads], traces)
 
     def _stored_position(self) -> int:
         return self.app.process_recorder.max_tracking_id(self.upstream) or 0
 
-    def _apply(self, events: list[CloudEvent]) -> _Verdicts:
+    def _apply(self, events: list[CloudEvent], traces: list[Trace] | None = None) -> _Verdicts:
         if self._position is None:
             self._position = self._stored_position()
         order = sorted(range(len(events)), key=lambda i: events[i].position)
@@ -170,17 +187,14 @@ class EventConsumer:
                 verdicts.early.append(i)  # an earlier event is still on its way
             else:
                 try:
-                    self.handler(event, unit)
+                    self._handle(event, traces[i] if traces else None, unit)
                 except Exception:
-                    log.exception(
-                        "handler failed", extra={"event_id": event.id, "type": event.type}
-                    )
                     verdicts.retry.extend(order[k:])
                     # The failed call may have collected part of its effect: start over with
                     # only the events that succeeded.
                     unit = ProcessingEvent()
                     for j in pending:
-                        self.handler(events[j], unit)
+                        self._handle(events[j], traces[j] if traces else None, unit)
                     break
                 pending.append(i)
                 reached = event.position
@@ -197,3 +211,53 @@ class EventConsumer:
             verdicts.ack.extend(pending)
             verdicts.applied = len(pending)
         return verdicts
+
+    def _handle(self, event: CloudEvent, trace: Trace | None, unit: ProcessingEvent[UUID]) -> None:
+        """Apply one event in a child span of the trace it carries (NATS headers, else the
+        envelope; a new trace if neither): the events it produces are stamped with that span."""
+        traceparent, tracestate = (
+            trace if trace and trace[0] else (event.traceparent, event.tracestate)
+        )
+        n_events, n_aggregates = len(unit.events), len(unit.aggregates)
+        with tracing.continued(traceparent, tracestate) as ctx:
+            try:
+                self.handler(event, unit)
+            except Exception:
+                log.exception("handler failed", extra={"event_id": event.id, "type": event.type})
+                raise
+            _stamp_new(unit, n_events, n_aggregates, ctx)
+
+
+def _stamp_new(
+    unit: ProcessingEvent[UUID], n_events: int, n_aggregates: int, ctx: tracing.TraceContext
+) -> None:
+    """Stamp what one handler call added to the unit: events appended to it, and the pending
+    events of aggregates it staged for the first time (dicts keep insertion order)."""
+    if len(unit.events) > n_events:
+        tracing.stamp_all(unit.events[n_events:], ctx)
+    added = len(unit.aggregates) - n_aggregates
+    if added > 0:
+        for aggregate in itertools.islice(reversed(unit.aggregates.values()), added):
+            tracing.stamp_all(getattr(aggregate, "pending_events", ()), ctx)
+
+
+def _trace_of(msg: Any) -> Trace:
+    headers = msg.headers
+    if not headers:
+        return None, None
+    return headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE)
+
+
+def _delivery_count(msg: Any) -> int:
+    """How many times JetStream delivered ``msg``, read from its reply subject without parsing
+    all its metadata: ``$JS.ACK.<stream>.<consumer>.<delivered>...`` (9 tokens) or, with a
+    domain and account hash, ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>...``."""
+    tokens = (msg.reply or "").split(".")
+    try:
+        if len(tokens) == 9:
+            return int(tokens[4])
+        if len(tokens) >= 11:
+            return int(tokens[6])
+    except ValueError:
+        pass
+    return 1

@@ -1,8 +1,10 @@
-"""HTTP app factory shared by the services: problem+json errors, request ids, JSON access logs,
-a body size limit, ``/healthz`` and ``/readyz``."""
+"""HTTP app factory shared by the services: problem+json errors, request ids, trace context,
+JSON access logs, Prometheus request metrics, a body size limit, ``/healthz``, ``/readyz`` and
+``/metrics``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -12,11 +14,13 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.runtime import tracing
 from services.runtime.logging import request_id
+from services.runtime.metrics import CONTENT_TYPE, UNMATCHED, Metrics
 from services.runtime.problems import PayloadTooLarge, Problem
 
 log = logging.getLogger("certibloc.http")
@@ -24,6 +28,8 @@ log = logging.getLogger("certibloc.http")
 PROBLEM_JSON = "application/problem+json"
 ReadinessCheck = Callable[[], Awaitable[bool]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+METRICS_PATH = "/metrics"
+_QUIET = frozenset({"/healthz", "/readyz"})  # probes: not logged
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
@@ -44,7 +50,9 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None,
     readiness: Sequence[ReadinessCheck] = (),
     max_body_bytes: int,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
+    metrics = metrics or Metrics()
     app = FastAPI(
         title=title,
         version=version,
@@ -53,8 +61,9 @@ def create_app(
     )
     _install_error_handlers(app)
     _install_probes(app, readiness)
+    app.state.metrics = metrics
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 
 
@@ -126,17 +135,31 @@ def _install_probes(app: FastAPI, readiness: Sequence[ReadinessCheck]) -> None:
 
 
 class RequestContextMiddleware:
-    """Request id (``X-Request-ID`` in, echoed out) and one JSON access-log line per request."""
+    """Request id (``X-Request-ID`` in, echoed out), trace context (``traceparent`` in: continued,
+    else a new trace), request metrics by route template, one JSON access-log line, and
+    ``GET /metrics``.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``/metrics`` is answered here rather than by a route: the router tries routes in order, and
+    one more route ahead of the services' own costs every request a few microseconds.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics or Metrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming_request_id(scope) or uuid.uuid4().hex
+        if scope["path"] == METRICS_PATH and scope["method"] in ("GET", "HEAD"):
+            await self._metrics(scope, receive, send)
+            return
+        incoming_id, traceparent, tracestate = _incoming(scope)
+        rid = incoming_id or uuid.uuid4().hex
+        parent = tracing.parse(traceparent, tracestate) if traceparent else None
+        trace = parent.child() if parent is not None else tracing.new_trace()
         token = request_id.set(rid)
+        trace_token = tracing.activate(trace)
         started = time.perf_counter()
         status = 500
 
@@ -150,25 +173,48 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["path"] not in ("/healthz", "/readyz"):
+            elapsed = time.perf_counter() - started
+            # The router left the matched route in the scope: its template, never the raw
+            # path (/v/{attestation_id}, not one series per attestation).
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self.metrics.observe_request(scope["method"], route, status, elapsed)
+            if scope["path"] not in _QUIET:
                 log.info(
                     "request",
                     extra={
                         "method": scope["method"],
                         "path": scope["path"],
+                        "route": route,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
+            tracing.deactivate(trace_token)
             request_id.reset(token)
 
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        # In a thread: in multiprocess mode it reads every worker's files.
+        body = await asyncio.to_thread(self.metrics.exposition)
+        await Response(body, media_type=CONTENT_TYPE)(scope, receive, send)
+        self.metrics.observe_request(
+            scope["method"], METRICS_PATH, 200, time.perf_counter() - started
+        )
 
-def _incoming_request_id(scope: Scope) -> str | None:
+
+def _incoming(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """(request id if well-formed, traceparent, tracestate) from the request headers."""
+    rid = traceparent = tracestate = None
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if _REQUEST_ID.match(text) else None
-    return None
+            rid = text if _REQUEST_ID.match(text) else None
+        elif name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"tracestate":
+            text = value.decode("latin-1")
+            tracestate = f"{tracestate},{text}" if tracestate else text  # may be split
+    return rid, traceparent, tracestate
 
 
 class BodyLimitMiddleware:

@@ -1,4 +1,5 @@
-"""Structured JSON logs on stdout, one object per line, with the current request id."""
+"""Structured JSON logs on stdout, one object per line, with the current request id and trace
+context (``trace_id``, ``span_id``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from services.runtime import tracing
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -31,6 +34,10 @@ class JsonFormatter(logging.Formatter):
         rid = request_id.get()
         if rid:
             entry["request_id"] = rid
+        trace = tracing.current()
+        if trace is not None:
+            entry["trace_id"] = trace.trace_id
+            entry["span_id"] = trace.span_id
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -7,6 +7,9 @@ by JetStream, and carries ``position``/``previous`` so consumers can detect gaps
 
 The relay's position (the position of the last event it got acknowledged) is stored as a
 tracking record in the service's own database, after the stream acknowledged the batch.
+
+The trace context a stored event was stamped with (``services.runtime.tracing``) goes out as
+the CloudEvent's ``traceparent``/``tracestate`` and as the same NATS headers.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pydantic import BaseModel
 
 from contracts.envelope import message_position, notification_of
 from contracts.subjects import subject_for
+from services.runtime import tracing
+from services.runtime.metrics import Metrics
 from services.runtime.store import ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -46,7 +51,7 @@ Translator = Callable[[Any], Sequence[Outgoing]]
 class _Prepared:
     subject: str
     payload: bytes
-    msg_id: str
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class OutboxRelay:
         batch_size: int = 100,
         idle_seconds: float = 0.05,
         publish_timeout: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.translate = translate
@@ -80,6 +86,7 @@ class OutboxRelay:
         self.publish_timeout = publish_timeout
         self.tracking_name = f"relay:{stream}"
         self.published_total = 0
+        self.instruments = metrics.relay(stream) if metrics is not None else None
         self._position: int | None = None  # last position acknowledged and stored
         self._prepared_position = 0  # last position prepared (may be ahead while publishing)
         self._cursor = 0  # last notification id scanned
@@ -152,6 +159,8 @@ class OutboxRelay:
             return
         self._position = batch.last_position
         self.published_total += len(batch.messages)
+        if self.instruments is not None:
+            self.instruments.delivered(len(batch.messages), batch.last_position)
 
     def _signal(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -160,6 +169,8 @@ class OutboxRelay:
     def _load_position(self) -> None:
         stored = self.app.process_recorder.max_tracking_id(self.tracking_name) or 0
         self._position = self._prepared_position = stored
+        if self.instruments is not None:
+            self.instruments.position.set(stored)
         # Notifications after the last published event's one may have yielded nothing; they
         # are scanned again, which is harmless because translation is deterministic.
         self._cursor = notification_of(stored)
@@ -179,6 +190,7 @@ class OutboxRelay:
         for notification in notifications:
             domain_event = self.app.mapper.to_domain_event(notification)
             timestamp = getattr(domain_event, "timestamp", None)
+            traceparent, tracestate = tracing.stamped(domain_event)
             for index, out in enumerate(self.translate(domain_event)):
                 position = message_position(notification.id, index)
                 envelope = {
@@ -194,11 +206,18 @@ class OutboxRelay:
                     "previous": previous,
                     "data": out.event.model_dump(mode="json"),
                 }
+                if traceparent:
+                    envelope["traceparent"] = traceparent
+                    if tracestate:
+                        envelope["tracestate"] = tracestate
                 messages.append(
                     _Prepared(
                         subject=subject_for(out.event_type),
                         payload=orjson.dumps(envelope),
-                        msg_id=f"{self.source}:{notification.id}:{index}",
+                        headers={
+                            "Nats-Msg-Id": f"{self.source}:{notification.id}:{index}",
+                            **tracing.headers_of(traceparent, tracestate),
+                        },
                     )
                 )
                 previous = position
@@ -208,9 +227,7 @@ class OutboxRelay:
 
     async def _publish(self, messages: list[_Prepared]) -> None:
         futures = [
-            await self.js.publish_async(
-                m.subject, m.payload, headers={"Nats-Msg-Id": m.msg_id}, stream=self.stream
-            )
+            await self.js.publish_async(m.subject, m.payload, headers=m.headers, stream=self.stream)
             for m in messages
         ]
         acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.publish_timeout)

@@ -15,6 +15,8 @@ from nats.js import JetStreamContext
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from contracts.subjects import STREAMS, source_for
+from services.runtime import metrics as prometheus
+from services.runtime.metrics import Metrics
 from services.runtime.nats import connect, ensure_stream
 from services.runtime.relay import OutboxRelay, Translator
 from services.runtime.settings import ServiceSettings
@@ -36,6 +38,7 @@ class ServiceRuntime:
     # (stream, producing service) this service consumes; created if the producer has not yet,
     # with the producer's own configuration, so start-up order does not matter.
     upstream_streams: list[tuple[str, str]] = field(default_factory=list)
+    metrics: Metrics = field(default_factory=Metrics)
     nats: Client | None = None
     relay: OutboxRelay | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,6 +68,7 @@ class ServiceRuntime:
             stream=stream,
             batch_size=self.settings.relay_batch,
             idle_seconds=self.settings.relay_idle_seconds,
+            metrics=self.metrics,
         )
         if self.settings.relay_enabled:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
@@ -83,6 +87,8 @@ class ServiceRuntime:
         if self.nats is not None and not self.nats.is_closed:
             await self.nats.close()
         self.app.close()
+        if self.metrics.multiprocess:
+            prometheus.process_exited()
 
     async def nats_ready(self) -> bool:
         return self.nats is not None and self.nats.is_connected

@@ -7,6 +7,7 @@ positions of the upstream logs it has consumed, and its outbox relay's position.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -15,16 +16,27 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
 
+from services.runtime import tracing
+
 A = TypeVar("A", bound=Aggregate)
+RecordedListener = Callable[[Sequence[Any]], None]
 
 
 class ServiceApplication(Application[UUID]):
     """Base application: process recorder, save listeners, batch-aware aggregate loading."""
 
+    # Aggregates a consumer reads in (nearly) every event, kept in memory between units of work
+    # (see ``get_in``); a subclass names them. At most ``cache_size`` are kept.
+    cached_types: tuple[type[Aggregate], ...] = ()
+    cache_size = 20_000
+
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._saved_listeners: list[Callable[[], None]] = []
+        self._recorded_listeners: list[RecordedListener] = []
         self._listeners_lock = threading.Lock()
+        self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def construct_recorder(self) -> ProcessRecorder:
         return self.factory.process_recorder()
@@ -45,8 +57,17 @@ class ServiceApplication(Application[UUID]):
         with self._listeners_lock:
             self._saved_listeners.append(listener)
 
+    def on_recorded(self, listener: RecordedListener) -> None:
+        """Call ``listener`` with the domain events of each successful write (from the writing
+        thread): counters of what was committed, whichever code path wrote it."""
+        with self._listeners_lock:
+            self._recorded_listeners.append(listener)
+
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        tracing.stamp_pending(objs)  # the trace context travels with the stored events
         recordings = super().save(*objs, **kwargs)
+        if self._recorded_listeners:
+            self._fire_recorded([r.domain_event for r in recordings])
         self._fire_saved()
         return recordings
 
@@ -70,18 +91,47 @@ class ServiceApplication(Application[UUID]):
             if isinstance(aggregate, Aggregate):
                 unit.events.extend(aggregate.collect_events())
         self.events.put(unit.events, tracking=tracking)
+        if self._recorded_listeners:
+            self._fire_recorded(unit.events)
+        if self.cached_types:
+            with self._cache_lock:
+                for aggregate in unit.aggregates.values():
+                    if isinstance(aggregate, self.cached_types):
+                        self._cache[aggregate.id] = aggregate
+                        self._cache.move_to_end(aggregate.id)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
         self._fire_saved()
 
     def get_in(self, unit: ProcessingEvent[UUID], aggregate_id: UUID, cls: type[A]) -> A | None:
-        """The aggregate as this unit of work sees it (its pending changes included)."""
+        """The aggregate as this unit of work sees it (its pending changes included).
+
+        A cached aggregate is *taken* from the cache by the unit of work and put back only once
+        the unit is recorded: the cache never holds changes that were not committed. It may be
+        behind the store when a replica wrote meanwhile; then recording fails on the version
+        (IntegrityError), the consumer retries, and the retry reads the store.
+        """
         found: object | None = unit.aggregates.get(aggregate_id)
+        if found is None and issubclass(cls, self.cached_types):
+            with self._cache_lock:
+                found = self._cache.pop(aggregate_id, None)
+            if found is None:
+                found = self._get_or_none(aggregate_id)
+            if found is not None:  # cached again once the unit is recorded
+                unit.aggregates[aggregate_id] = found
+        elif found is None:
+            found = self._get_or_none(aggregate_id)
         if found is None:
-            try:
-                found = self.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                return None
+            return None
         if not isinstance(found, cls):
             raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
+        return found
+
+    def _get_or_none(self, aggregate_id: UUID) -> Aggregate | None:
+        try:
+            found: Aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
         return found
 
     def exists(self, aggregate_id: UUID) -> bool:
@@ -101,6 +151,12 @@ class ServiceApplication(Application[UUID]):
         """Cheap store round trip for readiness probes."""
         self.process_recorder.max_notification_id()
         return True
+
+    def _fire_recorded(self, events: Sequence[Any]) -> None:
+        with self._listeners_lock:
+            listeners = tuple(self._recorded_listeners)
+        for listener in listeners:
+            listener(events)
 
     def _fire_saved(self) -> None:
         with self._listeners_lock:

@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -23,10 +23,12 @@ from services.notifications.email import (
     AttestationMail,
     compose,
     message_id,
+    render,
     template_environment,
 )
 from services.notifications.sink import file_stem, message_count, start_sink
-from services.notifications.smtp import SmtpDeliveryError, SmtpPool, SmtpSettings, wire_bytes
+from services.notifications.smtp import SmtpDeliveryError, SmtpPool, SmtpSettings
+from services.notifications.wire import WireMail, wire_bytes
 
 REFUSED = "refuse@example.org"
 
@@ -209,6 +211,44 @@ def test_wire_form_reads_back_as_the_composed_message(templates: jinja2.Environm
     plain.set_content("one\ntwo\r\nthree\n")
     plain.add_alternative("<p>one</p>\n", subtype="html")
     assert wire_bytes(plain) == flatten_message(plain)
+
+
+# Inputs the direct writer handles, and unusual ones it must hand back to the stdlib.
+DIRECT = [
+    ISSUED,
+    REVOKED,
+    replace(ISSUED, holder_name="Jean Dupont", title="Plain ASCII title"),
+    replace(ISSUED, holder_name="Marie-Éléonore de La Tour d'Auvergne-Lauraguais Saint-Exupéry"),
+    replace(ISSUED, holder_name="Zoë 李", title="Concevoir, réaliser « des » projets " * 6),
+    replace(ISSUED, holder_name=""),
+    replace(ISSUED, kind="certification", title="Plain " * 20),
+    replace(REVOKED, reason="Ligne 1\nLigne 2 avec un point\n.\nfin", holder_name="Ana"),
+]
+HANDED_BACK = [
+    replace(ISSUED, holder_name="Dupont, Jean"),  # a special: the name must be quoted
+    replace(ISSUED, holder_name='Jean "Jo" Dupont'),
+    replace(ISSUED, holder_name="A" * 80),  # too long to write unfolded
+    replace(ISSUED, to_address='"jean dupont"@example.org'),  # quoted local part
+    replace(ISSUED, to_address="lea@exemple.français"),  # non-ASCII domain (SMTPUTF8)
+    replace(ISSUED, delivery_key="mail:" + "x" * 80 + ":issued"),  # long ASCII header
+]
+
+
+@pytest.mark.parametrize("mail", DIRECT + HANDED_BACK)
+def test_direct_wire_bytes_equal_the_stdlib_serialization(
+    mail: AttestationMail, templates: jinja2.Environment
+) -> None:
+    now = datetime(2026, 7, 3, 9, 0, tzinfo=UTC)
+    rendered = render(mail, templates, now=now)
+    reference = compose(mail, templates, now=now)
+    if mail in DIRECT:
+        assert isinstance(rendered, WireMail)
+        assert rendered.data == wire_bytes(reference)
+        assert rendered.recipients == (mail.to_address,)
+        assert rendered.sender == "no-reply@certibloc.localhost"
+    else:
+        assert isinstance(rendered, EmailMessage)
+        assert rendered.as_bytes() == reference.as_bytes()
 
 
 def test_file_names_for_message_ids() -> None:

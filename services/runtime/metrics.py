@@ -1,0 +1,188 @@
+"""Prometheus metrics of a service, built per app (nothing at import time) on its own
+``CollectorRegistry`` and exposed at ``GET /metrics`` by the shared HTTP app factory.
+
+With several uvicorn workers (``<SERVICE>_WORKERS``) each worker is a process with its own
+relay and consumers; set ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory per service, wiped
+by ``serve`` at start) and every worker's ``/metrics`` answers for all of them (prometheus
+multiprocess mode). Without it, each worker answers for itself only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"  # requests no route matched: one series, not one per raw path
+# The verification page answers in well under a millisecond: finer buckets at the low end.
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+def multiprocess_dir() -> Path | None:
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+def prepare_multiprocess_dir() -> None:
+    """Empty the multiprocess directory before the workers start (files of an earlier run
+    would be summed with this one's). Called once, by the process that spawns the workers."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+
+
+def process_exited() -> None:
+    """Drop this worker's live gauges (multiprocess mode) when it stops."""
+    directory = multiprocess_dir()
+    if directory is not None and directory.exists():
+        multiprocess.mark_process_dead(os.getpid(), str(directory))  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class RelayInstruments:
+    published: Counter
+    batches: Counter
+    position: Gauge
+
+    def delivered(self, messages: int, position: int) -> None:
+        self.published.inc(messages)
+        self.batches.inc()
+        self.position.set(position)
+
+
+@dataclass(frozen=True)
+class ConsumerInstruments:
+    applied: Counter
+    lag: Gauge
+    redelivered: Counter
+
+
+class Metrics:
+    """The metrics of one service. Services add their own on ``registry``."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.multiprocess = multiprocess_dir() is not None
+        if not self.multiprocess:
+            ProcessCollector(registry=r)
+        self.http_requests = Counter(
+            "certibloc_http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "certibloc_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ["method", "route"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.relay_published = Counter(
+            "certibloc_relay_events_published",
+            "Events the outbox relay got acknowledged by the stream.",
+            ["stream"],
+            registry=r,
+        )
+        self.relay_batches = Counter(
+            "certibloc_relay_batches",
+            "Batches the outbox relay published and recorded.",
+            ["stream"],
+            registry=r,
+        )
+        self.relay_position = Gauge(
+            "certibloc_relay_position",
+            "Log position of the last event the relay got acknowledged and recorded.",
+            ["stream"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.consumer_applied = Counter(
+            "certibloc_consumer_events_applied",
+            "Upstream events applied (exactly once) by a consumer.",
+            ["consumer", "stream"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "certibloc_consumer_lag_messages",
+            "Messages on the stream not yet delivered to the consumer (JetStream num_pending "
+            "of the last message fetched).",
+            ["consumer", "stream"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.consumer_redelivered = Counter(
+            "certibloc_consumer_redeliveries",
+            "Messages JetStream delivered more than once to a consumer.",
+            ["consumer", "stream"],
+            registry=r,
+        )
+        self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def relay(self, stream: str) -> RelayInstruments:
+        return RelayInstruments(
+            self.relay_published.labels(stream),
+            self.relay_batches.labels(stream),
+            self.relay_position.labels(stream),
+        )
+
+    def consumer(self, consumer: str, stream: str) -> ConsumerInstruments:
+        return ConsumerInstruments(
+            self.consumer_applied.labels(consumer, stream),
+            self.consumer_lag.labels(consumer, stream),
+            self.consumer_redelivered.labels(consumer, stream),
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request (label children cached: a dict hit per request)."""
+        key = (method if method in METHODS else "other", route, status)
+        children = self._requests.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(key[0], route, str(status)),
+                self.http_duration.labels(key[0], route),
+            )
+            self._requests[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The text exposition of this service (all workers' in multiprocess mode)."""
+        if self.multiprocess:
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            return generate_latest(combined)
+        return generate_latest(self.registry)
