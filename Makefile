@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export CERTIBLOC_VAR_DIR ?= var
 export CERTIBLOC_NATS_URL ?= nats://127.0.0.1:4250
 
-.PHONY: install run test lint typecheck check schemas bench bench-registry bench-attestations bench-notifications clean
+.PHONY: install run demo test lint typecheck check schemas bench bench-system bench-all bench-registry bench-attestations bench-notifications clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 	$(BIN)/python -m services.registry ensure-demo-center
 	$(BIN)/honcho -f Procfile start
 
+## With `make run` going (another terminal): post a sample PV and a VAE decision as the demo
+## exam center, print the verification URLs of the attestations they produced.
+demo: $(STAMP)
+	$(BIN)/python -m tools.demo
+
 ## The whole test suite against real NATS, SQLite and PostgreSQL.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -31,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy contracts services bench
+	$(BIN)/mypy contracts services bench tools
 
 check: lint typecheck test
 
@@ -39,7 +44,18 @@ check: lint typecheck test
 schemas: $(STAMP)
 	$(BIN)/python -m contracts.generate
 
-bench: bench-registry bench-attestations bench-notifications
+## End to end: a PV over HTTP until every attestation is issued and every e-mail sent (results
+## in bench/results/system-*.json, summarised in bench/RESULTS.md).
+bench: bench-system
+
+bench-system: $(STAMP)
+	$(BIN)/python -m bench.system --lines 10000 --store sqlite --runs 3
+	$(BIN)/python -m bench.system --lines 10000 --store postgres --runs 3
+	$(BIN)/python -m bench.system --lines 100000 --store sqlite --runs 1
+	$(BIN)/python -m bench.system --lines 100000 --store postgres --runs 1
+
+## Every benchmark: end to end, then each service on its own.
+bench-all: bench-system bench-registry bench-attestations bench-notifications
 
 bench-registry: $(STAMP)
 	$(BIN)/python -m bench.registry --store sqlite --runs 3
