@@ -90,6 +90,7 @@ class OutboxRelay:
         self._position: int | None = None  # last position acknowledged and stored
         self._prepared_position = 0  # last position prepared (may be ahead while publishing)
         self._cursor = 0  # last notification id scanned
+        self._skip_through = 0  # positions up to this one are on the stream already
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -104,6 +105,8 @@ class OutboxRelay:
         inflight: asyncio.Task[None] | None = None
         while not stop.is_set():
             try:
+                if self._position is None:
+                    await self._catch_up()
                 batch = await asyncio.to_thread(self._prepare)
                 if inflight is not None:
                     await inflight
@@ -130,6 +133,8 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish the next batch of unpublished notifications; return how many were scanned."""
+        if self._position is None:
+            await self._catch_up()
         batch = await asyncio.to_thread(self._prepare)
         if batch is None:
             return 0
@@ -162,6 +167,31 @@ class OutboxRelay:
         if self.instruments is not None:
             self.instruments.delivered(len(batch.messages), batch.last_position)
 
+    async def _catch_up(self) -> None:
+        """Resume from what the stream holds when it is behind our stored position.
+
+        The stored position moves once JetStream acknowledged, but an acknowledgement is not a
+        guarantee the message survives: a single server that crashes before its periodic fsync,
+        or a stream deleted and recreated, loses messages we recorded as published. Consumers
+        would then wait forever for a ``previous`` that never comes. Our own log is the source:
+        we publish again from the stream's last position (JetStream drops ids it still has).
+        """
+        await asyncio.to_thread(self._load_position)
+        assert self._position is not None
+        info = await self.js.stream_info(self.stream)
+        last = 0
+        if info.state.messages:
+            message = await self.js.get_msg(self.stream, seq=info.state.last_seq)
+            last = int(orjson.loads(message.data or b"{}").get("position", 0))
+        if last < self._position:
+            log.warning(
+                "stream behind the relay's stored position: publishing again from the stream's",
+                extra={"stream": self.stream, "stored": self._position, "stream_last": last},
+            )
+            self._position = self._prepared_position = self._skip_through = last
+            # The stream may end inside a notification's events: scan that one again.
+            self._cursor = max(notification_of(last) - 1, 0)
+
     def _signal(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -193,6 +223,8 @@ class OutboxRelay:
             traceparent, tracestate = tracing.stamped(domain_event)
             for index, out in enumerate(self.translate(domain_event)):
                 position = message_position(notification.id, index)
+                if position <= self._skip_through:
+                    continue
                 envelope = {
                     "specversion": "1.0",
                     "id": f"{notification.id}.{index}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from nats.aio.client import Client
 
@@ -146,3 +147,43 @@ async def test_running_relay_follows_new_writes(nc: Client, sqlite_env: dict[str
         stop.set()
         await task
         app.close()
+
+
+@pytest.mark.parametrize("survivors", ["none", "part of a notification"])
+async def test_relay_republishes_what_the_stream_lost_after_acknowledging_it(
+    nc: Client, sqlite_env: dict[str, str], survivors: str
+) -> None:
+    """A single server that crashed before fsyncing, or a stream recreated empty, has lost
+    messages the relay recorded as published: the relay resumes from what the stream holds
+    (even inside one notification's events) and the chain is whole again."""
+    service = unique_service()
+    app = Upstream(env=sqlite_env)
+    expected = _record(app, counters=6, increments=5)
+    js = nc.jetstream()
+    stream = f"S_{service}"
+    await ensure_stream(js, stream, service, replicas=1)
+
+    def relay() -> OutboxRelay:
+        return OutboxRelay(
+            app, SampleTranslator(service), js, source=f"/certibloc/{service}", stream=stream
+        )
+
+    first = relay()
+    while await first.relay_once():
+        pass
+    published = [await js.get_msg(stream, seq=seq) for seq in range(1, expected + 1)]
+    notifications = [notification_of(orjson.loads(m.data)["position"]) for m in published]
+    kept = 0
+    if survivors != "none":  # stop between two events of the same notification
+        kept = next(k for k in range(3, expected) if notifications[k - 1] == notifications[k])
+    await js.delete_stream(stream)
+    await ensure_stream(js, stream, service, replicas=1)
+    for message in published[:kept]:
+        await js.publish(message.subject, message.data, headers=message.headers)
+
+    second = relay()  # a restarted process, whose stored position is past the stream's end
+    while await second.relay_once():
+        pass
+    events = await stream_events(js, service, expected)
+    assert_exactly_once_in_order(events, expected)
+    app.close()
