@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         except httpx.TransportError as error:
             print(f"registre injoignable sur {reg_url} ({error}) : `make run` tourne-t-il ?")
             return 1
-        found = wait_for_attestations(http, att_url, auth, args.timeout)
+        try:
+            found = wait_for_attestations(http, att_url, auth, args.timeout)
+        except httpx.TransportError as error:
+            print(f"service d'attestations injoignable sur {att_url} ({error})")
+            return 1
     print_report(found, notifications.sink_dir)
     missing = [c.number for c in [*COHORT, VAE] if len(found.get(c.number, [])) < c.expected]
     if missing:

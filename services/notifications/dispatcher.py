@@ -17,7 +17,7 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from services.notifications.domain import Notification
 from services.notifications.email import AttestationMail, render, template_environment
 from services.notifications.smtp import SmtpDeliveryError, SmtpPool
 from services.notifications.webhooks import MAX_ATTEMPTS, backoff, deliver
+from services.notifications.wire import sender_address
 from services.runtime import tracing
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ TOPICS = [
 
 
 PENDING = ("queued", "failed", "attempting")
+# Notifications kept in memory between their queueing and their sending: 100,000 queued at once
+# held ~400 MiB; past this many, the rest are read from the store when their turn comes.
+LIVE_LIMIT = 10_000
 
 
 def _channel(key: str) -> str:
@@ -78,6 +82,7 @@ class Dispatcher:
         worker: str = "dispatcher",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        sender_address(app.sender)  # a sender we cannot write fails the start, not every e-mail
         self.app = app
         self.smtp = smtp
         self.http = http
@@ -95,6 +100,7 @@ class Dispatcher:
         self._live: dict[str, Notification] = {}
         self._cursor = 0
         self._inflight: set[str] = set()
+        self._moved: set[str] = set()  # keys whose state changed in the current refresh
         # Per channel, (due, key) in a heap: the loop looks only at what is due.
         self._agenda: dict[str, list[tuple[float, str]]] = {"email": [], "webhook": []}
         self._busy = {"email": 0, "webhook": 0}
@@ -117,6 +123,13 @@ class Dispatcher:
                 self._track(self.app.mapper.to_domain_event(stored))
             self._cursor = batch[-1].id
             read += len(batch)
+            # One agenda item per key that moved, not one per event read (a start-up replay
+            # of the whole log would otherwise push one per historical event).
+            for key in self._moved:
+                entry = self.tracked.get(key)
+                if entry is not None and entry.state in PENDING:
+                    self._schedule(key, entry)
+            self._moved.clear()
 
     def _track(self, domain_event: object) -> None:
         e: Any = domain_event  # attributes made by eventsourcing at run time
@@ -124,8 +137,9 @@ class Dispatcher:
             queued = Tracked("queued", e.exam_center, 0.0)
             self.tracked[e.delivery_key] = queued
             self._keys[e.originator_id] = e.delivery_key
-            self._live[e.delivery_key] = e.mutate(None)
-            self._schedule(e.delivery_key, queued)
+            if len(self._live) < LIVE_LIMIT:  # beyond, a backlog is read back when claimed
+                self._live[e.delivery_key] = e.mutate(None)
+            self._moved.add(e.delivery_key)
             return
         key = self._keys.get(e.originator_id)
         if key is None:
@@ -153,7 +167,7 @@ class Dispatcher:
         elif entry.state == "gave_up":  # kept: listed for the exam center, may be replayed
             self._live.pop(key, None)
         else:
-            self._schedule(key, entry)
+            self._moved.add(key)
 
     def _schedule(self, key: str, entry: Tracked) -> None:
         heapq.heappush(self._agenda[_channel(key)], (entry.due, key))
@@ -181,7 +195,12 @@ class Dispatcher:
         live = self._live.get(key)
         if live is None or e.originator_version <= live.version:
             return
-        if e.originator_version == live.version + 1:
+        if key in self._inflight:
+            # A replica retook our claim while we are still sending: the object our send task
+            # holds must not change under it. Our outcome then fails on its version and is
+            # left to the new owner; the store is read again when next needed.
+            del self._live[key]
+        elif e.originator_version == live.version + 1:
             e.mutate(live)
         else:
             del self._live[key]
@@ -222,11 +241,8 @@ class Dispatcher:
         ]
 
     def failed_for(self, exam_center: str) -> list[str]:
-        return [
-            k
-            for k, e in self.tracked.items()
-            if e.exam_center == exam_center and e.state == "gave_up"
-        ]
+        entries = list(self.tracked.items())  # the refresh thread may change it meanwhile
+        return [k for k, e in entries if e.exam_center == exam_center and e.state == "gave_up"]
 
     async def _claim_due(self) -> list[Notification]:
         picked = [
@@ -251,6 +267,10 @@ class Dispatcher:
         return claimed
 
     def _claim(self, keys: list[str]) -> list[Notification]:
+        with self._forgetting_on_error(keys):
+            return self._claim_keys(keys)
+
+    def _claim_keys(self, keys: list[str]) -> list[Notification]:
         """Claim in one transaction; if a replica claimed one meanwhile, claim one by one."""
         now = self.clock()
         claimable = [n for n in map(self._aggregate, keys) if n and self._claimable(n, now)]
@@ -282,7 +302,7 @@ class Dispatcher:
         if live is None:
             live = self.app.notification(key)
             if live is not None and live.state not in ("sent", "gave_up"):
-                self._live[key] = live
+                self._live[key] = live  # until sent: its outcome is recorded on this object
         return live
 
     def _claimable(self, n: Notification | None, now: float) -> bool:
@@ -309,8 +329,14 @@ class Dispatcher:
             await asyncio.to_thread(self._record, batch)
         finally:
             for notification, _ in batch:
-                self._inflight.discard(notification.delivery_key)
+                key = notification.delivery_key
+                self._inflight.discard(key)
                 self._busy[notification.channel] -= 1
+                # Its claim's agenda item may have come and gone while it was in flight; if the
+                # outcome could not be recorded, this one makes sure it is retried.
+                entry = self.tracked.get(key)
+                if entry is not None and entry.state in PENDING:
+                    self._schedule(key, entry)
         return len(batch)
 
     async def _send(self, n: Notification) -> tuple[bool, bool, str]:
@@ -351,7 +377,23 @@ class Dispatcher:
         outcome = await deliver(self.http, webhook.url, webhook.secret, n.delivery_key, body)
         return outcome.ok, outcome.retryable, outcome.detail
 
+    @contextlib.contextmanager
+    def _forgetting_on_error(self, keys: list[str]) -> Iterator[None]:
+        """eventsourcing's save() applies and drains new events before writing them: after a
+        failed write (a lost connection, a locked database) the objects we hold are ahead of
+        the store. Drop them; the store is read again when next needed."""
+        try:
+            yield
+        except BaseException:
+            for key in keys:
+                self._live.pop(key, None)
+            raise
+
     def _record(self, batch: list[tuple[Notification, tuple[bool, bool, str]]]) -> None:
+        with self._forgetting_on_error([n.delivery_key for n, _ in batch]):
+            self._record_outcomes(batch)
+
+    def _record_outcomes(self, batch: list[tuple[Notification, tuple[bool, bool, str]]]) -> None:
         now = self.clock()
         for notification, outcome in batch:
             self._apply_outcome(notification, outcome, now)

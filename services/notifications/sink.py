@@ -1,7 +1,9 @@
 """The dev SMTP sink: every message it accepts becomes ``<directory>/<message-id>.eml``.
 
 One file per Message-ID: a message sent again with the same Message-ID (a retry after a crash)
-replaces its file instead of adding one. Files are written to a temporary name (starting with a
+replaces its file instead of adding one. Every reception is also one line of
+``<directory>/receptions.log`` (the Message-ID's file name), so tests can tell "sent once" from
+"sent again and recognised". Files are written to a temporary name (starting with a
 dot, ending in ``.tmp``) and renamed, so a reader never sees half a message; there is no fsync,
 this is a development tool that must keep up with benchmarks.
 
@@ -16,6 +18,7 @@ import logging
 import os
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 log = logging.getLogger(__name__)
 
+JOURNAL = "receptions.log"
 SERVER_NAME = "certibloc-sink"  # the greeting's host name (aiosmtpd would look up the FQDN)
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
@@ -70,6 +74,8 @@ class MailSink:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.refused_recipients = frozenset(address.lower() for address in refused_recipients)
         self.received = 0
+        # Line-buffered: a line is on disk (page cache) when the 250 reply goes out.
+        self._journal = (self.directory / JOURNAL).open("a", buffering=1, encoding="ascii")
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
         self,
@@ -98,6 +104,7 @@ class MailSink:
             log.error("cannot store a message: %s", error)
             return "451 4.3.0 cannot store the message now"
         self.received += 1
+        self._journal.write(f"{stem}\n")
         return f"250 2.0.0 OK: stored as {stem}.eml"
 
     def store(self, stem: str, content: bytes) -> Path:
@@ -266,6 +273,14 @@ async def serve_forever(
         started(bound)
     async with server:
         await server.serve_forever()
+
+
+def receptions(directory: Path) -> Counter[str]:
+    """How many times each message (by file stem) was received, resends included."""
+    journal = directory / JOURNAL
+    if not journal.exists():
+        return Counter()
+    return Counter(journal.read_text(encoding="ascii").split())
 
 
 def message_count(directory: Path) -> int:

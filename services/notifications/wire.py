@@ -146,6 +146,11 @@ def _from_line(sender: str) -> tuple[bytes, str]:
     return line, header.addresses[0].addr_spec
 
 
+def sender_address(sender: str) -> str:
+    """The envelope sender of a ``From`` value; ValueError if it is not one usable address."""
+    return _from_line(sender)[1]
+
+
 def _to_line(display_name: str, address: str) -> str | None:
     room = MAX_LINE - len("To: ")
     if display_name.isascii():

@@ -10,7 +10,6 @@ multiprocess mode). Without it, each worker answers for itself only.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +58,11 @@ def prepare_multiprocess_dir() -> None:
     directory = multiprocess_dir()
     if directory is None:
         return
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    # Only prometheus-client's own files: the directory may be a mount point (removing it
+    # fails) or hold other files.
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def process_exited() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from eventsourcing.persistence import IntegrityError, Tracking
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
 from contracts.envelope import message_position, notification_of
@@ -91,6 +92,7 @@ class OutboxRelay:
         self._prepared_position = 0  # last position prepared (may be ahead while publishing)
         self._cursor = 0  # last notification id scanned
         self._skip_through = 0  # positions up to this one are on the stream already
+        self._recorded_through = 0  # while catching up: our tracking already holds up to here
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -152,6 +154,10 @@ class OutboxRelay:
 
     async def _deliver(self, batch: _Batch) -> None:
         await self._publish(batch.messages)
+        if batch.last_position <= self._recorded_through:
+            self._position = batch.last_position  # catching up: recorded long ago
+            self._count(batch)
+            return
         try:
             await asyncio.to_thread(
                 self.app.process_recorder.insert_tracking,
@@ -163,6 +169,9 @@ class OutboxRelay:
             self._position = None
             return
         self._position = batch.last_position
+        self._count(batch)
+
+    def _count(self, batch: _Batch) -> None:
         self.published_total += len(batch.messages)
         if self.instruments is not None:
             self.instruments.delivered(len(batch.messages), batch.last_position)
@@ -181,9 +190,14 @@ class OutboxRelay:
         info = await self.js.stream_info(self.stream)
         last = 0
         if info.state.messages:
-            message = await self.js.get_msg(self.stream, seq=info.state.last_seq)
-            last = int(orjson.loads(message.data or b"{}").get("position", 0))
+            try:
+                message = await self.js.get_msg(self.stream, seq=info.state.last_seq)
+            except NotFoundError:  # removed meanwhile: publish everything again, it is safe
+                message = None
+            if message is not None:
+                last = int(orjson.loads(message.data or b"{}").get("position", 0))
         if last < self._position:
+            self._recorded_through = max(self._recorded_through, self._position)
             log.warning(
                 "stream behind the relay's stored position: publishing again from the stream's",
                 extra={"stream": self.stream, "stored": self._position, "stream_last": last},

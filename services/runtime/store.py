@@ -6,6 +6,7 @@ positions of the upstream logs it has consumed, and its outbox relay's position.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
 from services.runtime import tracing
 
 A = TypeVar("A", bound=Aggregate)
+log = logging.getLogger(__name__)
 RecordedListener = Callable[[Sequence[Any]], None]
 
 
@@ -97,6 +99,9 @@ class ServiceApplication(Application[UUID]):
             with self._cache_lock:
                 for aggregate in unit.aggregates.values():
                     if isinstance(aggregate, self.cached_types):
+                        cached = self._cache.get(aggregate.id)
+                        if cached is not None and cached.version > aggregate.version:
+                            continue  # another thread committed a newer one meanwhile
                         self._cache[aggregate.id] = aggregate
                         self._cache.move_to_end(aggregate.id)
                 while len(self._cache) > self.cache_size:
@@ -156,10 +161,18 @@ class ServiceApplication(Application[UUID]):
         with self._listeners_lock:
             listeners = tuple(self._recorded_listeners)
         for listener in listeners:
-            listener(events)
+            _quietly(listener, events)
 
     def _fire_saved(self) -> None:
         with self._listeners_lock:
             listeners: Sequence[Callable[[], None]] = tuple(self._saved_listeners)
         for listener in listeners:
-            listener()
+            _quietly(listener)
+
+
+def _quietly(listener: Callable[..., None], *args: Any) -> None:
+    """Listeners run after the commit: one that fails must not make the write look failed."""
+    try:
+        listener(*args)
+    except Exception:
+        log.exception("listener failed after a committed write")

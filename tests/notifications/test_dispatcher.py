@@ -11,7 +11,7 @@ from uuid import UUID
 import httpx
 import pytest
 from eventsourcing.application import ProcessingEvent
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from services.notifications.application import NotificationsApp
 from services.notifications.dispatcher import Dispatcher
@@ -104,6 +104,9 @@ def test_a_retaken_claim_is_left_to_its_new_owner_and_the_others_are_recorded(
     b.refresh()
     (retaken,) = b._claim(["hook:2:issued"])
     assert retaken.attempts == 2
+    a._inflight.update(n.delivery_key for n in mine)  # a is still sending them
+    a.refresh()  # a reads b's claim while sending: its own objects must not change
+    assert [n.attempts for n in mine] == [1, 1, 1]
     # a wakes up and records its three outcomes in one batch: that save fails on hook 2, and
     # the other two must still be recorded (the failed save took their pending events).
     a._record([(n, OK) for n in mine])
@@ -189,3 +192,39 @@ async def test_an_address_our_headers_cannot_carry_is_given_up_at_once(
     ok, retryable, detail = await a._send(mail)  # before any SMTP connection is tried
     assert (ok, retryable) == (False, False)
     assert detail.startswith("adresse ou contenu inutilisable")
+
+
+def test_a_failed_write_leaves_nothing_ahead_of_the_store(
+    replicas: tuple[Dispatcher, Dispatcher, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _, clock = replicas
+    queue(a.app, "hook:1:issued")
+    a.refresh()
+    (claimed,) = a._claim(a.due())
+    a.refresh()
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(a.app, "save", unreachable)
+    with pytest.raises(OperationalError):
+        a._record([(claimed, OK)])  # the write fails after save() drained the events
+    monkeypatch.undo()
+    # The claim times out; the next claim and outcome follow the stored version, no gap.
+    clock.now += 31
+    a.refresh()
+    (again,) = a._claim(a.due())
+    assert again.attempts == 2 and again.version == 3
+    a._record([(again, OK)])
+    stored = a.app.notification("hook:1:issued")
+    assert stored is not None and stored.state == "sent" and stored.version == 4
+
+
+def test_a_sender_we_cannot_write_fails_the_start(tmp_path: Path) -> None:
+    app = new_app(tmp_path / "n.sqlite")
+    app.sender = "a@example.org, b@example.org"
+    try:
+        with pytest.raises(ValueError, match="one address"):
+            Dispatcher(app, SmtpPool(SmtpSettings(host="127.0.0.1", port=1)), httpx.AsyncClient())
+    finally:
+        app.close()

@@ -26,7 +26,7 @@ from services.notifications.email import (
     render,
     template_environment,
 )
-from services.notifications.sink import file_stem, message_count, start_sink
+from services.notifications.sink import file_stem, message_count, receptions, start_sink
 from services.notifications.smtp import SmtpDeliveryError, SmtpPool, SmtpSettings
 from services.notifications.wire import WireMail, wire_bytes
 
@@ -329,10 +329,14 @@ async def test_a_message_sent_again_replaces_its_file(
         await pool.close()
 
     assert await wait_for_count(directory, 2) == 2
-    assert sorted(p.name for p in directory.iterdir()) == sorted(
+    assert sorted(p.name for p in directory.glob("*.eml")) == sorted(
         f"{file_stem(m['Message-ID'])}.eml" for m in (first, other)
     )
     assert stored(directory, first)["Date"] == again["Date"]  # the last one sent
+    assert receptions(directory) == {
+        file_stem(first["Message-ID"]): 2,  # received twice, kept once
+        file_stem(other["Message-ID"]): 1,
+    }
 
 
 async def test_a_refused_recipient_is_a_permanent_failure(

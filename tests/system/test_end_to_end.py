@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.notifications.sink import receptions
 from tests.notifications.test_webhooks import Receiver
 from tests.registry.harness import JURY, candidate, full_lines, pv
 from tests.support.processes import ServedApp
@@ -166,7 +167,9 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             final = mails(system.mail_dir)
             assert len(final) == 18 and len({m["Message-ID"] for m in final}) == 18
             await until(lambda: len(receiver.verified) >= 18)
+            assert len(receiver.verified) == 18
             assert all(len(v) == 1 for v in receiver.verified.values())
+            assert set(receptions(system.mail_dir).values()) == {1}  # none sent twice
 
 
 async def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:

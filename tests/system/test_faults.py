@@ -27,7 +27,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import STREAMS
-from services.notifications.sink import message_count
+from services.notifications.sink import message_count, receptions
 from tests.registry.harness import candidate, pv
 from tests.support.system import System
 
@@ -35,6 +35,7 @@ CANDIDATES = 200
 BLOCS = 10  # 10 of the 12 blocs: no diploma, so one attestation per line
 LINES = CANDIDATES * BLOCS
 ISSUED = "fr.certibloc.attestations.attestation-issued.v1"
+DISPATCH_CONCURRENCY = 16
 SEED = int(os.environ.get("CERTIBLOC_FAULT_SEED", "20261126"))
 
 
@@ -125,7 +126,11 @@ async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
     victim: str, tmp_path: Path
 ) -> None:
     rng = random.Random(f"{SEED}:{victim}")
-    with System(tmp_path / "system") as system:
+    settings = {
+        "NOTIFICATIONS_CLAIM_TIMEOUT": "3",  # a killed sender's claims are retaken soon
+        "NOTIFICATIONS_DISPATCH_CONCURRENCY": str(DISPATCH_CONCURRENCY),
+    }
+    with System(tmp_path / "system", settings=settings) as system:
         nc = await nats.connect(system.nats.url, max_reconnect_attempts=-1)
         js = nc.jetstream()
         try:
@@ -177,6 +182,14 @@ async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
             assert len(blocs) == LINES and len({a["attestation_id"] for a in issued}) == LINES
             keys = delivery_keys(system.mail_dir)
             assert sorted(keys) == sorted(f"mail:{a['attestation_id']}:issued" for a in issued)
+            # Each e-mail received once; only those in flight when the notifications service
+            # died may be sent again (same Message-ID, recognised by the receiver).
+            counts = receptions(system.mail_dir)
+            resent = [stem for stem, n in counts.items() if n > 1]
+            if victim == "notifications":
+                assert max(counts.values()) <= 2 and len(resent) <= DISPATCH_CONCURRENCY
+            else:
+                assert resent == []
             assert await settled(js)
         finally:
             await nc.close()
