@@ -16,8 +16,11 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import ProcessRecorder, Recording, Tracking
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.utils import get_topic
 
 from services.runtime import tracing
+from services.runtime.postgres import LargeWriteSafeProcessRecorder
 
 A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
@@ -41,7 +44,14 @@ class ServiceApplication(Application[UUID]):
         self._cache_lock = threading.Lock()
 
     def construct_recorder(self) -> ProcessRecorder:
-        return self.factory.process_recorder()
+        factory = self.factory
+        if isinstance(factory, PostgresFactory):
+            # Large units of work must not go through a psycopg pipeline (see postgres.py);
+            # an explicit PROCESS_RECORDER_TOPIC still wins.
+            topic = factory.PROCESS_RECORDER_TOPIC
+            if not factory.env.get(topic):
+                factory.env[topic] = get_topic(LargeWriteSafeProcessRecorder)
+        return factory.process_recorder()
 
     @property
     def local_reads(self) -> bool:
