@@ -54,6 +54,13 @@ def _encoded_words(text: str, first_line_room: int) -> str:
         room = 75  # a continuation line: one space, then the word
 
 
+def _last_line_length(name: str, words: str) -> int:
+    """Length of the header's last line so far: ``Name: words`` or its last continuation."""
+    if "\n" not in words:
+        return len(name) + 2 + len(words)
+    return len(words) - words.rfind("\n") - 1
+
+
 class _WirePolicy(EmailPolicy):
     def fold_binary(self, name: str, value: str) -> bytes:
         limit = self.max_line_length or 78
@@ -68,7 +75,7 @@ class _WirePolicy(EmailPolicy):
                 address = value.addresses[0]
                 if address.addr_spec.isascii() and value.groups[0].display_name is None:
                     words = _encoded_words(address.display_name, limit - len(name) - 2)
-                    last = len(words) - words.rfind("\n")
+                    last = _last_line_length(name, words)
                     space = " " if last + len(address.addr_spec) + 3 <= limit else "\r\n "
                     return f"{name}: {words}{space}<{address.addr_spec}>\r\n".encode("ascii")
         return super().fold_binary(name, value)
@@ -159,7 +166,7 @@ def _to_line(display_name: str, address: str) -> str | None:
         value = f"{display_name} <{address}>" if display_name else address
         return f"To: {value}\r\n" if len(value) <= room else None
     words = _encoded_words(display_name, room)
-    last = len(words) - words.rfind("\n")
+    last = _last_line_length("To", words)
     space = " " if last + len(address) + 3 <= MAX_LINE else "\r\n "
     return f"To: {words}{space}<{address}>\r\n"
 

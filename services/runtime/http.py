@@ -210,7 +210,8 @@ def _incoming(scope: Scope) -> tuple[str | None, str | None, str | None]:
             text = value.decode("latin-1")
             rid = text if _REQUEST_ID.match(text) else None
         elif name == b"traceparent":
-            traceparent = value.decode("latin-1")
+            # Several traceparent headers: invalid (W3C Trace Context 3.2); start a new trace.
+            traceparent = "" if traceparent is not None else value.decode("latin-1")
         elif name == b"tracestate":
             text = value.decode("latin-1")
             tracestate = f"{tracestate},{text}" if tracestate else text  # may be split

@@ -147,7 +147,8 @@ class Metrics:
         )
         self.consumer_redelivered = Counter(
             "certibloc_consumer_redeliveries",
-            "Messages JetStream delivered more than once to a consumer.",
+            "Messages JetStream delivered more than once to a consumer (including those the "
+            "consumer handed back on purpose while it waited for an earlier event).",
             ["consumer", "stream"],
             registry=r,
         )

@@ -221,6 +221,8 @@ DIRECT = [
     replace(ISSUED, holder_name="Marie-Éléonore de La Tour d'Auvergne-Lauraguais Saint-Exupéry"),
     replace(ISSUED, holder_name="Zoë 李", title="Concevoir, réaliser « des » projets " * 6),
     replace(ISSUED, holder_name=""),
+    # an encoded name and an address that just do not fit on one 78-character line
+    replace(ISSUED, holder_name="Éloïse Marchand", to_address="eloise.marchand.2026@example.org"),
     replace(ISSUED, kind="certification", title="Plain " * 20),
     replace(REVOKED, reason="Ligne 1\nLigne 2 avec un point\n.\nfin", holder_name="Ana"),
 ]
@@ -244,6 +246,8 @@ def test_direct_wire_bytes_equal_the_stdlib_serialization(
     if mail in DIRECT:
         assert isinstance(rendered, WireMail)
         assert rendered.data == wire_bytes(reference)
+        head = rendered.data.split(b"\r\n\r\n", 1)[0]
+        assert all(len(line) <= 78 for line in head.split(b"\r\n"))
         assert rendered.recipients == (mail.to_address,)
         assert rendered.sender == "no-reply@certibloc.localhost"
     else:

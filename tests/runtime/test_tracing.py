@@ -156,6 +156,10 @@ async def test_a_request_continues_the_callers_trace_or_starts_one() -> None:
         ]
         assert all(f is not None and f.trace_id != TRACE_ID for f in fresh)
         assert len({f.trace_id for f in fresh if f is not None}) == 3
+        # Two traceparent headers are invalid: a new trace, not either of them.
+        twice = await http.get("/trace", headers=[("traceparent", PARENT), ("traceparent", PARENT)])
+        both = tracing.parse(twice.json()["traceparent"])
+        assert both is not None and both.trace_id != TRACE_ID
 
 
 # --- stored events and the relay -------------------------------------------------------------
