@@ -21,6 +21,7 @@ import httpx
 
 from services.attestations.settings import AttestationsSettings
 from services.notifications.settings import NotificationsSettings
+from services.notifications.sink import message_count
 from services.registry.settings import RegistrySettings
 
 JURY = {
@@ -101,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         except httpx.TransportError as error:
             print(f"service d'attestations injoignable sur {att_url} ({error})")
             return 1
-    print_report(found, notifications.sink_dir)
+    expected = sum(c.expected for c in [*COHORT, VAE])
+    mails = wait_for_mails(notifications.sink_dir, expected, args.timeout)
+    print_report(found, notifications.sink_dir, mails)
     missing = [c.number for c in [*COHORT, VAE] if len(found.get(c.number, [])) < c.expected]
     if missing:
         print(f"attestations manquantes après {args.timeout:.0f} s : {', '.join(missing)}")
@@ -173,14 +176,24 @@ def wait_for_attestations(
         time.sleep(0.25)
 
 
-def print_report(found: dict[str, list[dict[str, Any]]], mail_dir: Path) -> None:
+def wait_for_mails(directory: Path, expected: int, timeout: float) -> int:
+    """E-mails in the dev sink's folder, once there are ``expected`` (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = message_count(directory) if directory.exists() else 0
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.25)
+
+
+def print_report(found: dict[str, list[dict[str, Any]]], mail_dir: Path, mails: int) -> None:
     names = {c.number: f"{' '.join(c.given_names)} {c.birth_name}" for c in [*COHORT, VAE]}
     for number, items in found.items():
         print(f"\n{names[number]} ({number}) — {len(items)} attestation(s)")
         for a in sorted(items, key=lambda a: (a["kind"] != "certification", a["code"])):
             print(f"  {a['code']:<15} {a['verify_url']}")
-    print(f"\nLes e-mails aux candidats (avec leur lien de téléchargement) sont dans {mail_dir}/.")
-    print("Ouvrez une adresse /v/… dans un navigateur pour voir la page de vérification.")
+    print("\nOuvrez une adresse /v/… dans un navigateur pour voir la page de vérification.")
+    print(f"{mails} e-mail(s) aux candidats, avec leur lien de téléchargement, dans {mail_dir}/.")
 
 
 if __name__ == "__main__":
