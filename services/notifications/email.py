@@ -142,7 +142,10 @@ def compose(
 
     Raises ValueError when the recipient address or the sender cannot be used in a header.
     """
-    r = _render(mail, templates, now)
+    return _message(mail, _render(mail, templates, now))
+
+
+def _message(mail: AttestationMail, r: _Rendered) -> EmailMessage:
     message = EmailMessage()
     message["From"] = mail.sender
     message["To"] = Address(display_name=r.to_name, addr_spec=r.to_address)
@@ -178,4 +181,4 @@ def render(
         text=r.text,
         html=r.html,
     )
-    return wire if wire is not None else compose(mail, templates, now=now)
+    return wire if wire is not None else _message(mail, r)

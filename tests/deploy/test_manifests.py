@@ -22,9 +22,7 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,8 @@ from services.notifications.settings import NotificationsSettings
 from services.registry.application import RegistryApp
 from services.registry.settings import RegistrySettings
 from services.runtime.settings import PERSISTENCE_KEYS, ServiceSettings
-from tests.support.processes import BIN, free_port, port_open, wait_for
+from tests.support.cluster import ClusterNode
+from tests.support.processes import BIN, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -400,40 +399,17 @@ def test_cluster_configs_sync_periodically_and_single_server_always() -> None:
     assert re.search(r"^\s*sync_interval: always$", single, re.MULTILINE)
 
 
-@dataclass
-class NatsNode:
-    name: str
-    directory: Path
-    client_port: int = field(default_factory=free_port)
-    monitor_port: int = field(default_factory=free_port)
-    cluster_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
-
-    def monitor(self, endpoint: str) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.monitor_port}/{endpoint}"
-        with urllib.request.urlopen(url, timeout=1) as response:
-            found: dict[str, Any] = json.load(response)
-        return found
-
-    def log_tail(self) -> str:
-        return (self.directory / "nats.log").read_text()[-2000:]
-
-
-def write_loopback_configs(nodes: list[NatsNode]) -> None:
+def write_loopback_configs(nodes: list[ClusterNode]) -> None:
     """Copies of the real configs with loopback ports and a temporary store: nothing else."""
     cluster_ports = {node.name: node.cluster_port for node in nodes}
     for node in nodes:
-        node.directory.mkdir(parents=True)
+        node.store.mkdir(parents=True)
         common = rewrite(
             (NATS_DIR / "common.conf").read_text(),
             {
                 "listen: 0.0.0.0:4222": f"listen: 127.0.0.1:{node.client_port}",
                 "http: 0.0.0.0:8222": f"http: 127.0.0.1:{node.monitor_port}",
-                'store_dir: "/data/jetstream"': f'store_dir: "{node.directory / "jetstream"}"',
+                'store_dir: "/data/jetstream"': f'store_dir: "{node.store / "jetstream"}"',
             },
         )
         routes = {
@@ -446,11 +422,11 @@ def write_loopback_configs(nodes: list[NatsNode]) -> None:
             {"listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{node.cluster_port}", **routes},
         )
         assert f"server_name: {node.name}\n" in own
-        (node.directory / "common.conf").write_text(common)
-        (node.directory / f"{node.name}.conf").write_text(own)
+        (node.store / "common.conf").write_text(common)
+        (node.store / f"{node.name}.conf").write_text(own)
 
 
-def cluster_formed(nodes: list[NatsNode]) -> bool:
+def cluster_formed(nodes: list[ClusterNode]) -> bool:
     """Each server routes to the two others and knows the JetStream meta leader of 3 peers."""
     for node in nodes:
         assert node.process is not None and node.process.poll() is None, node.log_tail()
@@ -464,30 +440,22 @@ def cluster_formed(nodes: list[NatsNode]) -> bool:
 
 
 @pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[list[NatsNode]]:
-    nodes = [NatsNode(name, tmp_path / name) for name in NATS_NODES]
+def nats_cluster(tmp_path: Path) -> Iterator[list[ClusterNode]]:
+    nodes = [ClusterNode(name, tmp_path / name) for name in NATS_NODES]
     write_loopback_configs(nodes)
     try:
         for node in nodes:
-            log = (node.directory / "nats.log").open("wb")
-            node.process = subprocess.Popen(
-                [str(BIN / "nats-server"), "--config", str(node.directory / f"{node.name}.conf")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            log.close()
-        wait_for(lambda: all(port_open(n.client_port) for n in nodes), timeout=15)
+            node.config = node.store / f"{node.name}.conf"
+            node.start()
         wait_for(lambda: cluster_formed(nodes), timeout=15)
         yield nodes
     finally:
         for node in nodes:
-            if node.process is not None and node.process.poll() is None:
-                node.process.kill()
-                node.process.wait(timeout=10)
+            node.kill()
 
 
 async def test_cluster_from_the_real_configs_replicates_an_r3_stream(
-    nats_cluster: list[NatsNode],
+    nats_cluster: list[ClusterNode],
 ) -> None:
     first, *_, last = nats_cluster
     client = await nats.connect([node.url for node in nats_cluster], connect_timeout=5)

@@ -25,6 +25,7 @@ class ClusterNode(Stoppable):
     cluster_port: int = field(default_factory=free_port)
     monitor_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    config: Path | None = None  # a configuration file to start from instead of flags
 
     @property
     def url(self) -> str:
@@ -38,12 +39,13 @@ class ClusterNode(Stoppable):
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, routes: list[str]) -> None:
+    def start(self, routes: list[str] | None = None) -> None:
+        """Start from ``config`` when the node has one, else from flags routing to ``routes``."""
         self.store.mkdir(parents=True, exist_ok=True)
-        log = (self.store / "nats.log").open("ab")
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "nats-server"),
+        if self.config is not None:
+            arguments = ["--config", str(self.config)]
+        else:
+            arguments = [
                 "--server_name",
                 self.name,
                 "-js",
@@ -60,12 +62,16 @@ class ClusterNode(Stoppable):
                 "--cluster",
                 self.route,
                 "--routes",
-                ",".join(routes),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+                ",".join(routes or []),
+            ]
+        with (self.store / "nats.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "nats-server"), *arguments], stdout=log, stderr=subprocess.STDOUT
+            )
         wait_for(lambda: port_open(self.client_port), timeout=20)
+
+    def log_tail(self) -> str:
+        return (self.store / "nats.log").read_text()[-2000:]
 
     def monitor(self, endpoint: str) -> dict[str, Any]:
         """A monitoring endpoint's JSON (``jsz``, ``varz``, ``routez``...)."""

@@ -4,6 +4,8 @@ against a deadline."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import signal
 import socket
@@ -43,6 +45,23 @@ def wait_for(condition: Callable[[], Any], timeout: float = 15.0, interval: floa
                 return value
         time.sleep(interval)
     raise TimeoutError(f"condition not met within {timeout}s (last error: {last_error!r})")
+
+
+async def eventually(
+    check: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.05
+) -> Any:
+    """``wait_for`` for async tests: poll ``check`` (sync, or returning an awaitable) until it
+    gives something truthy, without blocking the event loop; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert loop.time() < deadline, f"{what}: not within {timeout:.0f}s"
+        await asyncio.sleep(interval)
 
 
 def port_open(port: int) -> bool:

@@ -4,12 +4,10 @@ signed webhooks; a correction revokes; a partial VAE decision attests exactly it
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
-import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 from services.notifications.sink import receptions
 from tests.notifications.test_webhooks import Receiver
 from tests.registry.harness import JURY, candidate, full_lines, pv
-from tests.support.processes import ServedApp
+from tests.support.processes import ServedApp, eventually
 from tests.support.system import System
 
 
@@ -60,7 +58,7 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
                 )
                 return r if r.status_code == 201 else None
 
-            registered = await until(webhook_registered)
+            registered = await eventually(webhook_registered)
             receiver.secret = registered.json()["secret"]
 
             for body in (
@@ -84,7 +82,7 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
                 return items if len(items) >= count else None
 
             # Continuing education, all 12 blocs: 12 bloc attestations and the diploma's.
-            issued = await until(lambda: attestations("E1", 13))
+            issued = await eventually(lambda: attestations("E1", 13))
             assert len(issued) == 13
             bc01 = next(a for a in issued if a["code"] == "RNCP40705BC01")
             page = await http.get(bc01["verify_url"])
@@ -93,7 +91,7 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             assert bc01["verify_url"].startswith(att)
 
             # One e-mail per attestation, each with a personal link that downloads the PDF.
-            await until(lambda: len(mails(system.mail_dir)) >= 13)
+            await eventually(lambda: len(mails(system.mail_dir)) >= 13)
             sent = mails(system.mail_dir)
             assert len(sent) == 13 and len({m["Message-ID"] for m in sent}) == 13
             assert {m["To"].addresses[0].addr_spec for m in sent} == {"ines@example.org"}
@@ -105,7 +103,7 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
             # Signed webhooks, verified by an independent Standard Webhooks implementation.
-            await until(lambda: len(receiver.verified) >= 13)
+            await eventually(lambda: len(receiver.verified) >= 13)
             assert not receiver.rejected
             assert {p["type"] for v in receiver.verified.values() for p, _ in v} == {
                 "fr.certibloc.attestations.attestation-issued.v1"
@@ -130,20 +128,20 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
                 r = await http.get(url, headers={"Accept": "application/json"})
                 return str(r.json()["status"])
 
-            await until(lambda: _is(status(bc01["verify_url"]), "revoked"))
+            await eventually(lambda: _is(status(bc01["verify_url"]), "revoked"))
             diploma = next(a for a in issued if a["kind"] == "certification")
-            await until(lambda: _is(status(diploma["verify_url"]), "revoked"))
+            await eventually(lambda: _is(status(diploma["verify_url"]), "revoked"))
             assert "Attestation révoquée" in (await http.get(bc01["verify_url"])).text
-            await until(lambda: len(mails_about(system.mail_dir, ":revoked")) == 2)
+            await eventually(lambda: len(mails_about(system.mail_dir, ":revoked")) == 2)
             # The average still passes without BC01: the diploma is awarded again, on the
             # corrected grades, under a new attestation.
-            now = await until(lambda: attestations("E1", 14))
+            now = await eventually(lambda: attestations("E1", 14))
             assert len(now) == 14
             diplomas = [a for a in now if a["kind"] == "certification"]
             assert len(diplomas) == 2
             renewed = next(a for a in diplomas if a["id"] != diploma["id"])
             assert await status(renewed["verify_url"]) == "valid"
-            await until(lambda: len(receiver.verified) >= 16)  # 14 issued + 2 revoked
+            await eventually(lambda: len(receiver.verified) >= 16)  # 14 issued + 2 revoked
 
             # A partial VAE decision: attestations for exactly the named blocs.
             named = ["RNCP40705BC04", "RNCP40705BC07"]
@@ -160,30 +158,16 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
                 },
             )
             assert decision.status_code == 201, decision.text
-            vae = await until(lambda: attestations("V1", 2))
+            vae = await eventually(lambda: attestations("V1", 2))
             assert sorted(a["code"] for a in vae) == named
-            await until(lambda: len(mails(system.mail_dir)) >= 18)
+            await eventually(lambda: len(mails(system.mail_dir)) >= 18)
             # One e-mail per attestation event: 14 + 2 issued, 2 revoked; nothing twice.
             final = mails(system.mail_dir)
             assert len(final) == 18 and len({m["Message-ID"] for m in final}) == 18
-            await until(lambda: len(receiver.verified) >= 18)
+            await eventually(lambda: len(receiver.verified) >= 18)
             assert len(receiver.verified) == 18
             assert all(len(v) == 1 for v in receiver.verified.values())
             assert set(receptions(system.mail_dir).values()) == {1}  # none sent twice
-
-
-async def until(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``check`` (sync or async) until it gives something truthy, within ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = check()
-        if inspect.isawaitable(value):
-            value = await value
-        if value:
-            return value
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def _is(value: Awaitable[str], expected: str) -> bool:

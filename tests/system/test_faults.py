@@ -29,6 +29,7 @@ from nats.js.errors import NotFoundError
 from contracts.subjects import STREAMS
 from services.notifications.sink import message_count, receptions
 from tests.registry.harness import candidate, pv
+from tests.support.processes import eventually
 from tests.support.system import System
 
 CANDIDATES = 200
@@ -113,14 +114,6 @@ def delivery_keys(mail_dir: Path) -> list[str]:
     return keys
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, f"{what}: not within {timeout}s"
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.parametrize("victim", ["registry", "attestations", "notifications", "nats"])
 async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
     victim: str, tmp_path: Path
@@ -162,7 +155,7 @@ async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
                     posting.result()  # surface a failure to post
                 return await progress() >= threshold
 
-            await until(reached, 90, f"{victim} progress {threshold}")
+            await eventually(reached, 90, f"{victim} progress {threshold}")
             system.kill(victim)
             killed_at = threshold if victim == "nats" else await progress()
             system.restart(victim)
@@ -173,7 +166,7 @@ async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
                 issued = await stream_messages(js, STREAMS["attestations"])
                 return mails >= LINES and issued >= LINES and await settled(js)
 
-            await until(done, 120, "every attestation issued and mailed")
+            await eventually(done, 120, "every attestation issued and mailed")
             assert killed_at < total, "the kill came after the work was done"
 
             issued = await issued_events(js)

@@ -41,7 +41,7 @@ from services.runtime.nats import connect
 from tests.notifications.harness import serve_all
 from tests.registry.harness import CENTER_A, post_cohort
 from tests.support.cluster import NatsCluster
-from tests.support.processes import NatsServer, free_port
+from tests.support.processes import NatsServer, eventually, free_port
 
 CANDIDATES = 100
 BLOCS = 3
@@ -49,17 +49,6 @@ EXPECTED = CANDIDATES * BLOCS  # continuing education: one attestation per valid
 ISSUED = "fr.certibloc.attestations.attestation-issued.v1"
 T = TypeVar("T")
 BUDGET = 55.0  # seconds, for the whole test
-
-
-async def until(condition: Callable[[], Any], deadline: float, what: str) -> Any:
-    """Poll ``condition`` (sync) until truthy, failing at ``deadline`` (``time.monotonic``)."""
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def answered(call: Callable[[], Awaitable[T]], deadline: float) -> T:
@@ -140,9 +129,9 @@ async def test_losing_one_node_of_three_mid_run_loses_nothing(
                 )
                 # Mid-run: the PV is recorded; its events are being published, attestations
                 # issued and mailed.
-                await until(
+                await eventually(
                     lambda: registry.notification_count() > recorded + CANDIDATES,
-                    deadline,
+                    deadline - time.monotonic(),
                     "the PV to be recorded",
                 )
                 info = await js.stream_info(STREAMS["registry"])
@@ -156,9 +145,9 @@ async def test_losing_one_node_of_three_mid_run_loses_nothing(
                 assert mailed_at_kill < EXPECTED, "everything was done before the kill"
                 await asyncio.wait_for(posting, timeout=deadline - time.monotonic())
 
-                await until(
+                await eventually(
                     lambda: message_count(notifications.mail_dir) >= EXPECTED,
-                    deadline,
+                    deadline - time.monotonic(),
                     "every e-mail",
                 )
                 recovered_in = time.monotonic() - killed_at
@@ -191,7 +180,9 @@ async def test_losing_one_node_of_three_mid_run_loses_nothing(
                         and recorder.max_tracking_id("attestations") == att_end
                     )
 
-                await until(notifications_caught_up, deadline, "notifications' consumers")
+                await eventually(
+                    notifications_caught_up, deadline - time.monotonic(), "notifications' consumers"
+                )
 
                 # Exactly one e-mail per attestation, each received once (the sink's journal
                 # counts receptions; a resend would replace the file but add a line).
@@ -218,7 +209,7 @@ async def test_losing_one_node_of_three_mid_run_loses_nothing(
                         for name, count in expected.items()
                     )
 
-                await until(caught_up, deadline, f"{leader} to catch up")
+                await eventually(caught_up, deadline - time.monotonic(), f"{leader} to catch up")
                 print(  # shown with -s: how long the cluster took to recover
                     f"killed {leader} at registry position {published_at_kill}/{reg_end}, "
                     f"after {mailed_at_kill}/{EXPECTED} e-mails; "
