@@ -28,8 +28,11 @@ from services.attestations.domain.jose import (
     verify,
 )
 
-STANDARDS = Path(__file__).resolve().parents[2].parent / "shared" / "standards"
-VECTORS = STANDARDS / "vectors"
+ROOT = Path(__file__).resolve().parents[2]
+# The published schemas, vendored where the service reads them; the official vectors under
+# tests/data (tests/data/standards/SOURCES.md says where each comes from).
+STANDARDS = ROOT / "services" / "attestations" / "schemas"
+VECTORS = ROOT / "tests" / "data" / "standards" / "vectors"
 VC2_SCHEMA = "vc2_verifiable-credential-schema.json"
 OB3_SCHEMA = "ob_v3p0_achievementcredential_schema.json"
 

@@ -1,8 +1,8 @@
 """The RNCP40705 referential data file matches the official RNCP description (the seed).
 
-The seed is the French RNCP page saved as text under ``<workspace>/shared/seeds``. These tests
-re-parse it independently of the services and check that
-``contracts/referentials/RNCP40705.json`` carries its blocs, competences (word for word, from
+The seed is the French RNCP page saved as text, vendored under ``tests/data/seeds`` (see
+``tests/data/README.md``). These tests re-parse it independently of the services and check
+that ``contracts/referentials/RNCP40705.json`` carries its blocs, competences (word for word, from
 the detailed "RNCP40705BCxx - Title" sections), evaluation modalities and identity data.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SEEDS_DIR = REPO_ROOT.parent / "shared" / "seeds"
+SEEDS_DIR = REPO_ROOT / "tests" / "data" / "seeds"
 REFERENTIAL_PATH = REPO_ROOT / "contracts" / "referentials" / "RNCP40705.json"
 
 CODE = "RNCP40705"
