@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Start NATS (JetStream, store under var/) and the services; Ctrl-C stops everything.
+## Start NATS (JetStream, store under var/, each service with its own NKey: created once under
+## var/nats/credentials, mode 0600) and the services; Ctrl-C stops everything.
 run: $(STAMP)
 	@mkdir -p $(CERTIBLOC_VAR_DIR)
+	$(BIN)/python -m services.runtime.natsauth dev-config --var-dir $(CERTIBLOC_VAR_DIR) --port 4250 --http-port 8250
 	$(BIN)/python -m services.registry ensure-demo-center
 	$(BIN)/honcho -f Procfile start
 

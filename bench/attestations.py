@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 
 from contracts.subjects import STREAMS
 from tests.registry.harness import post_cohort
@@ -82,15 +81,15 @@ async def _stream_count(js: Any, stream: str) -> int:
         return 0
 
 
-async def _fill_registry(work: Path, nats_url: str, candidates: int, blocs: int) -> None:
+async def _fill_registry(work: Path, bus: NatsServer, candidates: int, blocs: int) -> None:
     registry, key = await asyncio.to_thread(
-        registry_process, work, nats_url, REGISTRY_MAX_BODY_BYTES=str(64 * 2**20)
+        registry_process, work, bus.url, REGISTRY_MAX_BODY_BYTES=str(64 * 2**20), **bus.env
     )
     registry.start()
     try:
         auth = {"Authorization": f"Bearer {key}"}
         await post_cohort(registry.url, auth, "A", candidates, blocs, grade="12,5")
-        nc = await nats.connect(nats_url)
+        nc = await bus.connect()
         expected = 1 + candidates + 2 * candidates * blocs
         while await _stream_count(nc.jetstream(), STREAMS["registry"]) < expected:
             await asyncio.sleep(0.05)
@@ -99,10 +98,10 @@ async def _fill_registry(work: Path, nats_url: str, candidates: int, blocs: int)
         registry.stop()
 
 
-def _attestations_env(work: Path, nats_url: str, port: int) -> dict[str, str]:
+def _attestations_env(work: Path, bus: NatsServer, port: int) -> dict[str, str]:
     return {
         "CERTIBLOC_VAR_DIR": str(work / "attestations"),
-        "CERTIBLOC_NATS_URL": nats_url,
+        **bus.env,
         "ATTESTATIONS_PORT": str(port),
         "ATTESTATIONS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "CERTIBLOC_LOG_LEVEL": "WARNING",
@@ -114,9 +113,9 @@ async def issuance_run(work: Path, candidates: int, blocs: int) -> dict[str, flo
     nats_server = NatsServer(store=work / "nats")
     nats_server.start()
     try:
-        await _fill_registry(work, nats_server.url, candidates, blocs)
+        await _fill_registry(work, nats_server, candidates, blocs)
         port = free_port()
-        env = _attestations_env(work, nats_server.url, port)
+        env = _attestations_env(work, nats_server, port)
         service = ServiceProcess("services.attestations", port, env, work / "attestations.log")
         relay: ServiceProcess | None = None
         if SPLIT:
@@ -136,7 +135,7 @@ async def issuance_run(work: Path, candidates: int, blocs: int) -> dict[str, flo
             service = ServiceProcess("services.attestations", port, env, work / "attestations.log")
         expected = candidates * blocs
         db = work / "attestations" / "attestations.sqlite"
-        nc = await nats.connect(nats_server.url)
+        nc = await nats_server.connect()
         last = await _last_position(nc.jetstream(), STREAMS["registry"])
         started = time.perf_counter()
         if relay is not None:
@@ -202,9 +201,9 @@ async def verify_run(work: Path, seconds: int) -> dict[str, Any]:
     nats_server = NatsServer(store=work / "nats")
     nats_server.start()
     try:
-        await _fill_registry(work, nats_server.url, 100, 10)
+        await _fill_registry(work, nats_server, 100, 10)
         port = free_port()
-        env = _attestations_env(work, nats_server.url, port)
+        env = _attestations_env(work, nats_server, port)
         # Two workers serve the page; they share the store (SQLite WAL).
         env["ATTESTATIONS_WORKERS"] = "2"
         service = ServiceProcess("services.attestations", port, env, work / "attestations.log")
@@ -233,12 +232,12 @@ async def pdf_run(work: Path, count: int) -> dict[str, float]:
     nats_server = NatsServer(store=work / "nats")
     nats_server.start()
     try:
-        await _fill_registry(work, nats_server.url, count, 1)
+        await _fill_registry(work, nats_server, count, 1)
         port = free_port()
         service = ServiceProcess(
             "services.attestations",
             port,
-            _attestations_env(work, nats_server.url, port),
+            _attestations_env(work, nats_server, port),
             work / "attestations.log",
         )
         service.start()

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -150,7 +149,7 @@ async def one_run(
     counter = Counter()
     receiver = ServedApp(Starlette(routes=[Route("/hook", counter.endpoint, methods=["POST"])]))
     receiver.__enter__()
-    nc = await nats.connect(nats_server.url)
+    nc = await nats_server.connect()
     js = nc.jetstream()
     try:
         key = api_keys.new_key(CENTER)
@@ -158,7 +157,7 @@ async def one_run(
         port = free_port()
         env = {
             "CERTIBLOC_VAR_DIR": str(work / "var"),
-            "CERTIBLOC_NATS_URL": nats_server.url,
+            **nats_server.env,
             "CERTIBLOC_LOG_LEVEL": "WARNING",
             "NOTIFICATIONS_PORT": str(port),
             "NOTIFICATIONS_SMTP_PORT": str(smtp_port),

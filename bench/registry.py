@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 
 from contracts.subjects import STREAMS
 from tests.registry.harness import JURY, candidate
@@ -63,9 +62,10 @@ async def one_run(
         nats_server.url,
         REGISTRY_MAX_BODY_BYTES=str(64 * 1024 * 1024),
         **store_env,
+        **nats_server.env,
     )
     service.start()
-    nc = await nats.connect(nats_server.url)
+    nc = await nats_server.connect()
     js = nc.jetstream()
     try:
         auth = {"Authorization": f"Bearer {key}"}

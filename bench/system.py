@@ -5,7 +5,8 @@ dev SMTP sink as a process too.
     python -m bench.system --lines 10000 --store sqlite --runs 3
     python -m bench.system --lines 100000 --store postgres --runs 1
 
-The PV gives continuing-education candidates 10 blocs each, all passed (no diploma: 10 of 12
+The PV (several, of at most 50,000 lines each, for 100,000 lines) gives continuing-education
+candidates 10 blocs each, all passed (no diploma: 10 of 12
 blocs), so each line is one validated bloc, one attestation and one e-mail. Candidates are
 registered before the clock starts; it runs from the PV's POST until the sink holds the last
 e-mail. Reported: validated blocs per second, when each stage finished (`attestations_published`:
@@ -28,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 
 from contracts.subjects import STREAMS
 from services.notifications.sink import message_count
+from services.registry.domain.pv import PV_LINES_MAX
 from tests.registry.harness import candidate, pv
 from tests.support.processes import Postgres, postgres_server
 from tests.support.system import System
@@ -72,25 +73,36 @@ async def one_run(work: Path, lines: int, postgres: Postgres | None) -> dict[str
     lines = candidates * BLOCS  # what the PV will hold
     with System(work, postgres=postgres) as system:
         await register(system, candidates)
-        body = pv(
-            [
-                {"candidate_number": f"B{i:06d}", "bloc": f"RNCP40705BC{b:02d}", "grade": "12,5"}
-                for i in range(candidates)
-                for b in range(1, BLOCS + 1)
-            ]
-        )
-        nc = await nats.connect(system.nats.url)
+        # A PV holds at most PV_LINES_MAX lines: a larger run posts several, one after the
+        # other, as a large academy would.
+        per_pv = PV_LINES_MAX // BLOCS
+        bodies = [
+            pv(
+                [
+                    {
+                        "candidate_number": f"B{i:06d}",
+                        "bloc": f"RNCP40705BC{b:02d}",
+                        "grade": "12,5",
+                    }
+                    for i in range(first, min(first + per_pv, candidates))
+                    for b in range(1, BLOCS + 1)
+                ]
+            )
+            for first in range(0, candidates, per_pv)
+        ]
+        nc = await system.nats.connect()
         js = nc.jetstream()
         marks: dict[str, float] = {}
         try:
             start = time.perf_counter()
             async with httpx.AsyncClient(timeout=600) as http:
-                r = await http.post(
-                    f"{system.url('registry')}/v1/deliberations",
-                    json=body,
-                    headers={**system.auth, "Idempotency-Key": "bench"},
-                )
-                r.raise_for_status()
+                for k, body in enumerate(bodies):
+                    r = await http.post(
+                        f"{system.url('registry')}/v1/deliberations",
+                        json=body,
+                        headers={**system.auth, "Idempotency-Key": f"bench-{k}"},
+                    )
+                    r.raise_for_status()
             marks["pv_accepted"] = time.perf_counter() - start
             issued_target = lines  # plus nothing else on that stream: no revocations here
             while "mails_sent" not in marks:

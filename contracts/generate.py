@@ -10,7 +10,7 @@
 
 ``python -m contracts.generate --check`` writes nothing and exits 1 if a file is out of date.
 
-Events are discovered from the modules in ``EVENT_MODULES``: each exposes a tuple ``EVENTS`` of
+Events are those of ``contracts.catalog.PUBLISHED`` (each service's ``EVENTS`` tuples):
 pydantic models with a classmethod ``event_type()`` returning
 ``fr.certibloc.<service>.<event>.v<N>``. The output is deterministic, so the test suite can
 check the committed files against it.
@@ -19,25 +19,18 @@ check the committed files against it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from contracts.catalog import PUBLISHED
 from contracts.envelope import CloudEvent
 from contracts.subjects import EVENT_TYPE_PREFIX, STREAMS, source_for, subject_for
-
-# Modules whose ``EVENTS`` tuple lists published event models. Add one line per new module.
-EVENT_MODULES: tuple[str, ...] = (
-    "contracts.registry_v1",
-    "contracts.attestations_v1",
-    "contracts.notifications_v1",
-)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = "contracts/schemas"
@@ -68,7 +61,20 @@ the same source's preceding event, 0 for the first). A consumer that has applied
 
 Types are versioned, `fr.certibloc.<service>.<event>.v<N>`, and `dataschema` names the JSON \
 Schema of `data` (`urn:certibloc:schema:<type>`). A compatible change only adds optional fields; \
-a breaking change is a new type (`.v<N+1>`), published beside the old one for a while."""
+a breaking change is a new type (`.v<N+1>`), published beside the old one for a while.
+
+Consumers parse each message into the model of its type. One whose type the producer's catalog \
+does not hold (a later version) is skipped, its position passed. One that is not a CloudEvent, \
+comes from another `source` than the stream's producer, or whose `data` does not fit its schema \
+(every string is bounded: `maxLength` in each schema) is terminated and copied to the consuming \
+service's dead-letter stream (`CERTIBLOC_<SERVICE>_DEADLETTER`, subject \
+`certibloc.deadletter.<service>.<durable consumer>`, the original bytes with headers \
+`Certibloc-Dead-Reason-Code`, `Certibloc-Dead-Reason`, `Certibloc-Dead-Stream`, \
+`Certibloc-Dead-Stream-Sequence`, `Certibloc-Dead-Subject`, `Certibloc-Dead-At`); a message from \
+the producer still has its position passed, so the chain goes on.
+
+The bus is authenticated: each service connects with its own NKey and may publish only on its \
+own subjects; a message never exceeds the servers' `max_payload` (1 MiB)."""
 
 
 def event_type_of(model: type[BaseModel]) -> str:
@@ -81,20 +87,18 @@ def event_type_of(model: type[BaseModel]) -> str:
     return name
 
 
-def event_models(modules: Iterable[str] = EVENT_MODULES) -> list[type[BaseModel]]:
-    """The event models of ``modules``, in declaration order; event types must be unique."""
+def event_models(
+    published: Mapping[str, Iterable[type[BaseModel]]] = PUBLISHED,
+) -> list[type[BaseModel]]:
+    """The published event models, in declaration order; event types must be unique."""
     models: list[type[BaseModel]] = []
     seen: dict[str, str] = {}
-    for module_name in modules:
-        module = importlib.import_module(module_name)
-        events = getattr(module, "EVENTS", None)
-        if not isinstance(events, tuple):
-            raise TypeError(f"{module_name} has no EVENTS tuple")
+    for service, events in published.items():
         for model in events:
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
-                raise TypeError(f"{module_name}.EVENTS holds {model!r}, not a pydantic model")
+                raise TypeError(f"{service}: EVENTS holds {model!r}, not a pydantic model")
             name = event_type_of(model)
-            where = f"{module_name}.{model.__name__}"
+            where = f"{model.__module__}.{model.__name__}"
             if name in seen:
                 raise ValueError(f"event type {name} declared by both {seen[name]} and {where}")
             seen[name] = where

@@ -9,6 +9,9 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from contracts.events import ContractEvent
+from contracts.text import Code, Ref
+
+ERROR_MAX = 1000  # an SMTP or HTTP error, as the receiver worded it (cut at this length)
 
 
 class NotificationEvent(ContractEvent):
@@ -21,11 +24,13 @@ class NotificationSent(NotificationEvent):
     """An e-mail was accepted by the SMTP server, or a webhook by the exam center's endpoint."""
 
     NAME: ClassVar[str] = "notification-sent"
-    delivery_key: str = Field(description="Stable key: the e-mail's Message-ID and webhook-id.")
+    delivery_key: str = Field(
+        description="Stable key: the e-mail's Message-ID and webhook-id.", max_length=200
+    )
     channel: Literal["email", "webhook"]
-    candidate_number: str
-    exam_center: str
-    attestation_id: str
+    candidate_number: Code
+    exam_center: Code
+    attestation_id: Ref
     attempts: int = Field(ge=1)
     sent_at: datetime
 
@@ -34,13 +39,13 @@ class NotificationFailed(NotificationEvent):
     """A delivery attempt failed; ``gave_up`` when no more attempts will be made."""
 
     NAME: ClassVar[str] = "notification-failed"
-    delivery_key: str
+    delivery_key: str = Field(max_length=200)
     channel: Literal["email", "webhook"]
-    candidate_number: str
-    exam_center: str
-    attestation_id: str
+    candidate_number: Code
+    exam_center: Code
+    attestation_id: Ref
     attempts: int = Field(ge=1)
-    error: str
+    error: str = Field(max_length=ERROR_MAX)
     gave_up: bool
     failed_at: datetime
     retry_at: datetime | None = None

@@ -3,16 +3,22 @@
 A compatible change adds optional fields; a breaking change is a new module and a new type,
 published beside this one for a while. Grades and averages are decimal strings ("12.5"):
 never floats, so nothing is rounded on the way.
+
+Every string is bounded and clean (``contracts.text``): the registry refuses at its API what
+would not fit, and consumers dead-letter an event that does not. (Those bounds were added to
+v1 in 2026-12 without a new type: the registry never accepted longer values since, and a
+consumer refusing an older, longer one sends it to its dead-letter stream, never drops it.)
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import ContractEvent
+from contracts.text import GIVEN_NAMES_MAX, Code, Email, FreeText, PersonName, Ref
 
 DecimalString = str
 DECIMAL_PATTERN = r"^(20(\.0{1,2})?|1?[0-9](\.[0-9]{1,2})?)$"
@@ -28,6 +34,9 @@ Modality = Literal[
     "ccf", "ponctuel_ecrit", "ponctuel_oral", "ponctuel_pratique", "ponctuel_oral_pratique"
 ]
 JuryRole = Literal["teacher_public", "teacher_private", "employer", "employee"]
+JURY_MEMBERS_MAX = 30  # a BAC PRO jury sits a handful; 30 leaves room for the largest
+BLOCS_MAX = 30  # blocs a decision may name (RNCP40705 has 15)
+Session = Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")]
 
 
 class RegistryEvent(ContractEvent):
@@ -38,31 +47,35 @@ class RegistryEvent(ContractEvent):
 
 class JuryMember(BaseModel):
     model_config = ConfigDict(frozen=True)
-    name: str
+    name: PersonName
     role: JuryRole
     present: bool
 
 
 class Jury(BaseModel):
     model_config = ConfigDict(frozen=True)
-    members: list[JuryMember]
+    members: list[JuryMember] = Field(min_length=1, max_length=JURY_MEMBERS_MAX)
     absence_exception: bool = False
 
 
 class CandidateRegistered(RegistryEvent):
-    """A candidate was registered for a certification by an exam center."""
+    """A candidate was registered for a certification by an exam center.
+
+    A candidate is identified by ``(exam_center, candidate_number)``: numbers are assigned by
+    each academy's exam office, not nationally, so two centers may use the same number for two
+    people."""
 
     NAME: ClassVar[str] = "candidate-registered"
-    candidate_number: str
-    certification: str
-    exam_center: str = Field(description="UAI of the registering exam center.")
-    birth_name: str
-    usage_name: str | None = None
-    given_names: list[str]
-    email: str
+    candidate_number: Code
+    certification: Code
+    exam_center: Code = Field(description="UAI of the registering exam center.")
+    birth_name: PersonName
+    usage_name: PersonName | None = None
+    given_names: list[PersonName] = Field(min_length=1, max_length=GIVEN_NAMES_MAX)
+    email: Email
     access_route: AccessRoute
     candidate_group: Literal[1, 2, 3]
-    ine: str | None = None
+    ine: Code | None = None
     registered_at: datetime
 
 
@@ -70,40 +83,40 @@ class BlocGraded(RegistryEvent):
     """A jury recorded a result for one unit (bloc) of one candidate, or corrected one."""
 
     NAME: ClassVar[str] = "bloc-graded"
-    result_id: str = Field(description="Stable id of this result line.")
-    candidate_number: str
-    certification: str
-    bloc: str
-    session: str = Field(pattern=r"^\d{4}-\d{2}$")
-    deliberation_id: str
+    result_id: Ref = Field(description="Stable id of this result line.")
+    candidate_number: Code
+    certification: Code
+    bloc: Code
+    session: Session
+    deliberation_id: Ref
     deliberated_on: date
-    exam_center: str
+    exam_center: Code
     mark: Literal["grade", "absent", "exempt"]
     grade: DecimalString | None = Field(default=None, pattern=DECIMAL_PATTERN)
     modality: Modality | None = None
-    justification: str | None = None
-    corrects: str | None = Field(
+    justification: FreeText | None = None
+    corrects: Ref | None = Field(
         default=None, description="result_id of the line this one corrects (material error)."
     )
-    correction_id: str | None = None
-    reason: str | None = None
+    correction_id: Ref | None = None
+    reason: FreeText | None = None
 
 
 class BlocValidated(RegistryEvent):
     """A bloc is acquired by a candidate, by a grade of at least 10/20 or by a VAE jury."""
 
     NAME: ClassVar[str] = "bloc-validated"
-    validation_id: str = Field(description="Stable id of this acquisition.")
-    candidate_number: str
-    certification: str
-    bloc: str
+    validation_id: Ref = Field(description="Stable id of this acquisition.")
+    candidate_number: Code
+    certification: Code
+    bloc: Code
     optional: bool
     via: Literal["grade", "vae"]
     grade: DecimalString | None = Field(default=None, pattern=DECIMAL_PATTERN)
-    session: str | None = None
+    session: Session | None = None
     validated_on: date
-    source_id: str = Field(description="The deliberation, VAE decision or correction.")
-    exam_center: str
+    source_id: Ref = Field(description="The deliberation, VAE decision or correction.")
+    exam_center: Code
     access_route: AccessRoute
 
 
@@ -111,13 +124,13 @@ class VaeDecisionRecorded(RegistryEvent):
     """A VAE jury decided: validation totale, partielle (named blocs) or refus."""
 
     NAME: ClassVar[str] = "vae-decision-recorded"
-    decision_id: str
-    candidate_number: str
-    certification: str
+    decision_id: Ref
+    candidate_number: Code
+    certification: Code
     decided_on: date
     decision: Literal["totale", "partielle", "refus"]
-    blocs: list[str]
-    exam_center: str
+    blocs: list[Code] = Field(max_length=BLOCS_MAX)
+    exam_center: Code
     jury: Jury
 
 
@@ -125,18 +138,18 @@ class CertificationAwarded(RegistryEvent):
     """The candidate obtains the whole certification (diploma)."""
 
     NAME: ClassVar[str] = "certification-awarded"
-    award_id: str
-    candidate_number: str
-    certification: str
+    award_id: Ref
+    candidate_number: Code
+    certification: Code
     via: Literal["exam", "vae"]
-    session: str | None = None
+    session: Session | None = None
     awarded_on: date
     average: DecimalString | None = Field(
-        default=None, description="Weighted average, unrounded decimal string."
+        default=None, description="Weighted average, unrounded decimal string.", max_length=40
     )
-    mention: str | None = Field(default=None, description="Mention code from the referential.")
-    source_id: str
-    exam_center: str
+    mention: Code | None = Field(default=None, description="Mention code from the referential.")
+    source_id: Ref
+    exam_center: Code
     access_route: AccessRoute
 
 
@@ -144,28 +157,28 @@ class BlocValidationWithdrawn(RegistryEvent):
     """A correction of a material error took an acquired bloc away."""
 
     NAME: ClassVar[str] = "bloc-validation-withdrawn"
-    validation_id: str = Field(description="The acquisition withdrawn (see bloc-validated).")
-    candidate_number: str
-    certification: str
-    bloc: str
+    validation_id: Ref = Field(description="The acquisition withdrawn (see bloc-validated).")
+    candidate_number: Code
+    certification: Code
+    bloc: Code
     withdrawn_on: date
-    correction_id: str
-    corrects: str = Field(description="result_id of the corrected line.")
-    reason: str
-    exam_center: str
+    correction_id: Ref | Literal[""]
+    corrects: Ref | Literal[""] = Field(description="result_id of the corrected line.")
+    reason: FreeText
+    exam_center: Code
 
 
 class CertificationAwardWithdrawn(RegistryEvent):
     """A correction took the whole certification away."""
 
     NAME: ClassVar[str] = "certification-award-withdrawn"
-    award_id: str
-    candidate_number: str
-    certification: str
+    award_id: Ref
+    candidate_number: Code
+    certification: Code
     withdrawn_on: date
-    correction_id: str
-    reason: str
-    exam_center: str
+    correction_id: Ref | Literal[""]
+    reason: FreeText
+    exam_center: Code
 
 
 class ExamCenterKeyIssued(RegistryEvent):
@@ -173,8 +186,8 @@ class ExamCenterKeyIssued(RegistryEvent):
     random bits, so the digest reveals nothing); other services authenticate centers with it."""
 
     NAME: ClassVar[str] = "exam-center-key-issued"
-    exam_center: str
-    key_id: str
+    exam_center: Code
+    key_id: Code
     digest: str = Field(pattern=r"^[0-9a-f]{64}$")
     issued_at: datetime
 
@@ -183,8 +196,8 @@ class ExamCenterKeyRevoked(RegistryEvent):
     """An exam center's API key was revoked."""
 
     NAME: ClassVar[str] = "exam-center-key-revoked"
-    exam_center: str
-    key_id: str
+    exam_center: Code
+    key_id: Code
 
 
 EVENTS: tuple[type[RegistryEvent], ...] = (

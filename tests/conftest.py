@@ -1,18 +1,39 @@
-"""Session-wide real components: a nats-server with JetStream on a free port and PostgreSQL."""
+"""Session-wide real components: a nats-server with JetStream on a free port and PostgreSQL.
+
+Every NATS server of the session runs with the services' authorization, all with one set of
+NKeys created here (``CERTIBLOC_NATS_CREDENTIALS_DIR``, which services in this process and
+every process the tests start read): tests connect as the ``operator``, services as
+themselves.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
-from tests.support.processes import NatsServer, Postgres, postgres_server
+from services.runtime import natsauth
+from tests.support.processes import CREDENTIALS_ENV, NatsServer, Postgres, postgres_server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    credentials = Path(tempfile.mkdtemp(prefix="certibloc-nats-credentials-"))
+    natsauth.ensure_credentials(credentials)
+    os.environ[CREDENTIALS_ENV] = str(credentials)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    credentials = os.environ.pop(CREDENTIALS_ENV, None)
+    if credentials:
+        shutil.rmtree(credentials, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +52,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
 
 @pytest.fixture
 async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_server.url)
+    client = await nats_server.connect()
     yield client
     await client.close()
 

@@ -3,38 +3,46 @@ operator's commands."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from services.attestations.settings import AttestationsSettings
-from services.runtime.cli import print_events, serve
+from services.runtime.cli import ServiceCli
+from services.runtime.consumer import ConsumerSpec
+from services.runtime.settings import ServiceSettings
+from services.runtime.store import ServiceApplication
+
+
+def _build(settings: ServiceSettings) -> tuple[ServiceApplication, Sequence[ConsumerSpec]]:
+    from services.attestations.composition import build_attestations, consumers
+
+    assert isinstance(settings, AttestationsSettings)
+    app, _ = build_attestations(settings)
+    return app, consumers(app)
+
+
+CLI = ServiceCli(
+    "attestations",
+    "services.attestations.composition:app_factory",
+    serve_help="start the HTTP API, the registry consumer and the relay",
+    build=_build,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.attestations", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="start the HTTP API, the registry consumer and the relay")
+    parser, sub = CLI.parser(__doc__)
     sub.add_parser("rotate-key", help="create a new signing key and make it the active one")
     sub.add_parser("keys", help="list the signing keys (kid; the active one is marked)")
     verify = sub.add_parser("verify", help="check a credential file offline against a JWKS file")
     verify.add_argument("credential", type=Path, help="a .vc.jwt file, or a PDF attestation")
     verify.add_argument("--jwks", type=Path, required=True, help="the issuer's saved jwks.json")
-    events = sub.add_parser("events", help="print the events on the attestations stream")
-    events.add_argument("--follow", action="store_true")
-    events.add_argument("--type", default=None)
     args = parser.parse_args(argv)
     settings = AttestationsSettings()
-
-    if args.command == "serve":
-        serve("services.attestations.composition:app_factory", settings)
-        return 0
-    if args.command == "events":
-        import asyncio
-
-        asyncio.run(print_events(settings.nats_url, "attestations", args.type, follow=args.follow))
-        return 0
+    shared = CLI.run(args, settings)
+    if shared is not None:
+        return shared
     if args.command == "verify":
         return verify_offline(args.credential, args.jwks)
 

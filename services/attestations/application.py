@@ -9,14 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
-from uuid import UUID
 
-from eventsourcing.application import ProcessingEvent
-
+from contracts import registry_v1 as v1
 from contracts.envelope import CloudEvent
-from contracts.referential import load_certification
-from contracts.subjects import event_type
+from contracts.referential import Certification, load_certification
 from services.attestations.domain import credential as vc
 from services.attestations.domain.aggregates import (
     STATUS_LIST_SIZE,
@@ -27,20 +23,10 @@ from services.attestations.domain.aggregates import (
 )
 from services.attestations.domain.jose import SigningKey, sign
 from services.runtime import centers
+from services.runtime.messages import HandlerTable, Rejected, Unit
 from services.runtime.store import ServiceApplication
 
 log = logging.getLogger(__name__)
-
-REGISTRY = {
-    name: event_type("registry", name, 1)
-    for name in (
-        "candidate-registered",
-        "bloc-validated",
-        "certification-awarded",
-        "bloc-validation-withdrawn",
-        "certification-award-withdrawn",
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -76,60 +62,88 @@ class AttestationsApp(ServiceApplication):
 
     # --- consuming the registry's events (one call per event, inside a batch) --------------
 
-    def handle(self, event: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
-        data = event.data
-        kind = event.type
-        if kind == REGISTRY["bloc-validated"]:
-            cert = load_certification(data["certification"])
-            if cert.grants_bloc_attestations(data["access_route"]):
-                holder = self._holder(unit, data["candidate_number"])
-                achievement = bloc_achievement(data["certification"], data["bloc"])
-                self._issue(unit, holder, achievement, data["validation_id"], event.time)
-        elif kind == REGISTRY["candidate-registered"]:
-            self._register_holder(data, unit)
-        elif kind == REGISTRY["certification-awarded"]:
-            holder = self._holder(unit, data["candidate_number"])
-            achievement = certification_achievement(data["certification"])
-            self._issue(unit, holder, achievement, data["award_id"], event.time)
-        elif kind == REGISTRY["bloc-validation-withdrawn"]:
-            self._revoke(unit, data["candidate_number"], data["validation_id"], data["reason"])
-        elif kind == REGISTRY["certification-award-withdrawn"]:
-            self._revoke(unit, data["candidate_number"], data["award_id"], data["reason"])
-        else:
-            centers.apply_key_event(self, event, unit)
+    def registry_handlers(self) -> HandlerTable:
+        """What this service does with each event type of the registry's stream."""
+        table = (
+            HandlerTable("registry")
+            .on(v1.CandidateRegistered, self._on_registered)
+            .on(v1.BlocValidated, self._on_bloc_validated)
+            .on(v1.CertificationAwarded, self._on_awarded)
+            .on(v1.BlocValidationWithdrawn, self._on_bloc_withdrawn)
+            .on(v1.CertificationAwardWithdrawn, self._on_award_withdrawn)
+        )
+        return centers.handle_key_events(self, table)
 
-    def before_commit(self, unit: ProcessingEvent[UUID]) -> None:
+    def _on_registered(self, data: v1.CandidateRegistered, _: CloudEvent, unit: Unit) -> None:
+        if self._find_holder(unit, data.exam_center, data.candidate_number) is not None:
+            return
+        family = data.usage_name or data.birth_name
+        holder = Holder(
+            candidate_number=data.candidate_number,
+            exam_center=data.exam_center,
+            given_names=list(data.given_names),
+            family_name=family,
+            birth_name=data.birth_name if family != data.birth_name else None,
+            email=data.email,
+            access_route=data.access_route,
+            certification=data.certification,
+        )
+        self.stage(unit, holder)
+
+    def _on_bloc_validated(self, data: v1.BlocValidated, event: CloudEvent, unit: Unit) -> None:
+        cert = _certification(data.certification)
+        if not cert.grants_bloc_attestations(data.access_route):
+            return
+        holder = self._holder(unit, data.exam_center, data.candidate_number)
+        achievement = bloc_achievement(data.certification, data.bloc)
+        self._issue(unit, holder, achievement, data.validation_id, event.time)
+
+    def _on_awarded(self, data: v1.CertificationAwarded, event: CloudEvent, unit: Unit) -> None:
+        _certification(data.certification)
+        holder = self._holder(unit, data.exam_center, data.candidate_number)
+        achievement = certification_achievement(data.certification)
+        self._issue(unit, holder, achievement, data.award_id, event.time)
+
+    def _on_bloc_withdrawn(
+        self, data: v1.BlocValidationWithdrawn, _: CloudEvent, unit: Unit
+    ) -> None:
+        holder = self._holder(unit, data.exam_center, data.candidate_number)
+        self._revoke(unit, holder, data.validation_id, data.reason)
+
+    def _on_award_withdrawn(
+        self, data: v1.CertificationAwardWithdrawn, _: CloudEvent, unit: Unit
+    ) -> None:
+        holder = self._holder(unit, data.exam_center, data.candidate_number)
+        self._revoke(unit, holder, data.award_id, data.reason)
+
+    def before_commit(self, unit: Unit) -> None:
         """Write what was accumulated over the batch: one event per holder and allocator."""
         for aggregate in unit.aggregates.values():
             if isinstance(aggregate, Holder | StatusAllocator):
                 aggregate.flush()
 
-    def _register_holder(self, data: dict[str, Any], unit: ProcessingEvent[UUID]) -> None:
-        if self.get_in(unit, Holder.create_id(data["candidate_number"]), Holder) is not None:
-            return
-        family = data.get("usage_name") or data["birth_name"]
-        holder = Holder(
-            candidate_number=data["candidate_number"],
-            exam_center=data["exam_center"],
-            given_names=data["given_names"],
-            family_name=family,
-            birth_name=data["birth_name"] if family != data["birth_name"] else None,
-            email=data["email"],
-            access_route=data["access_route"],
-            certification=data["certification"],
+    def _find_holder(self, unit: Unit | None, exam_center: str, number: str) -> Holder | None:
+        return self.find_owned(
+            unit,
+            (Holder.create_id(exam_center, number), Holder.legacy_id(number)),
+            Holder,
+            exam_center,
         )
-        self.stage(unit, holder)
 
-    def _holder(self, unit: ProcessingEvent[UUID], candidate_number: str) -> Holder:
-        holder = self.get_in(unit, Holder.create_id(candidate_number), Holder)
+    def _holder(self, unit: Unit, exam_center: str, candidate_number: str) -> Holder:
+        holder = self._find_holder(unit, exam_center, candidate_number)
         if holder is None:
-            # The registry publishes candidate-registered first on the same ordered stream.
-            raise LookupError(f"no candidate-registered event seen for {candidate_number}")
+            # The registry publishes candidate-registered first on the same ordered stream: if
+            # it is not here, it never will be (its registration was dead-lettered).
+            raise Rejected(
+                f"no registration seen for candidate {candidate_number} of {exam_center} "
+                "(see the dead-letter stream for its candidate-registered)"
+            )
         return holder
 
     def _issue(
         self,
-        unit: ProcessingEvent[UUID],
+        unit: Unit,
         holder: Holder,
         achievement: vc.AchievementInfo,
         source_id: str,
@@ -182,10 +196,7 @@ class AttestationsApp(ServiceApplication):
                 replaced.supersede(by=public_id)
                 self.stage(unit, replaced)
 
-    def _revoke(
-        self, unit: ProcessingEvent[UUID], candidate_number: str, source_id: str, reason: str
-    ) -> None:
-        holder = self._holder(unit, candidate_number)
+    def _revoke(self, unit: Unit, holder: Holder, source_id: str, reason: str) -> None:
         public_id = holder.attested(source_id)
         if public_id is None:
             return  # nothing was issued for it (the policy did not cover this candidate)
@@ -224,12 +235,12 @@ class AttestationsApp(ServiceApplication):
         latest = self.process_recorder.select_events(aggregate_id, desc=True, limit=1)
         return latest[0].originator_version if latest else None
 
-    def holder(self, candidate_number: str) -> Holder | None:
-        return self.get_optional(Holder.create_id(candidate_number), Holder)
+    def holder(self, exam_center: str, candidate_number: str) -> Holder | None:
+        return self._find_holder(None, exam_center, candidate_number)
 
     def attestations_of(self, exam_center: str, candidate_number: str) -> list[Attestation] | None:
-        holder = self.holder(candidate_number)
-        if holder is None or holder.exam_center != exam_center:
+        holder = self.holder(exam_center, candidate_number)
+        if holder is None:
             return None
         found = [self.attestation(pid) for pid in holder.public_ids()]
         return [a for a in found if a is not None]
@@ -259,12 +270,19 @@ class AttestationsApp(ServiceApplication):
         return token
 
 
+def _certification(code: str) -> Certification:
+    try:
+        return load_certification(code)
+    except KeyError:
+        raise Rejected(f"no referential for certification {code}") from None
+
+
 @lru_cache(maxsize=256)
 def bloc_achievement(certification: str, code: str) -> vc.AchievementInfo:
-    cert = load_certification(certification)
+    cert = _certification(certification)
     bloc = cert.bloc(code)
     if bloc is None:
-        raise LookupError(f"unknown bloc {code} of {certification}")
+        raise Rejected(f"the referential of {certification} has no bloc {code}")
     return vc.AchievementInfo(
         code=bloc.code,
         title=bloc.title,
@@ -278,7 +296,7 @@ def bloc_achievement(certification: str, code: str) -> vc.AchievementInfo:
 
 @lru_cache(maxsize=16)
 def certification_achievement(certification: str) -> vc.AchievementInfo:
-    cert = load_certification(certification)
+    cert = _certification(certification)
     return vc.AchievementInfo(
         code=cert.code,
         title=cert.title,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -11,11 +10,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
-from nats.js import JetStreamContext
 from prometheus_client import Counter
 
 from contracts.referential import load_certification
-from contracts.subjects import STREAMS
+from contracts.subjects import durable_of
 from services.attestations.api.routes import Context, router
 from services.attestations.application import AttestationsApp, Links
 from services.attestations.domain.aggregates import Attestation
@@ -25,7 +23,7 @@ from services.attestations.keys import KeyStore
 from services.attestations.pdf import PdfSigner
 from services.attestations.settings import AttestationsSettings
 from services.attestations.translation import translator
-from services.runtime.consumer import EventConsumer
+from services.runtime.consumer import ConsumerSpec
 from services.runtime.http import create_app
 from services.runtime.logging import configure_logging
 from services.runtime.metrics import Metrics
@@ -74,26 +72,11 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     metrics = Metrics()
     count_attestations(app, metrics)
 
-    async def consume(js: JetStreamContext, stop: asyncio.Event) -> None:
-        consumer = EventConsumer(
-            app,
-            app.handle,
-            js,
-            stream=STREAMS["registry"],
-            durable="attestations",
-            upstream="registry",
-            batch_size=settings.consumer_batch,
-            before_commit=app.before_commit,
-            metrics=metrics,
-        )
-        await consumer.run(stop)
-
     runtime = ServiceRuntime(
         settings=settings,
         app=app,
         translate=translator(app.links.verify),
-        workers=[consume],
-        upstream_streams=[(STREAMS["registry"], "registry")],
+        consumers=consumers(app),
         metrics=metrics,
     )
     http = create_app(
@@ -101,7 +84,7 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
         version="1.0.0",
         description="Attestations signées (W3C VC 2.0 / Open Badges 3.0), vérification, PDF.",
         lifespan=runtime.lifespan,
-        readiness=[runtime.store_ready, runtime.nats_ready],
+        readiness=runtime.readiness,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
     )
@@ -119,6 +102,16 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     http.state.runtime = runtime
     http.include_router(router)
     return http
+
+
+def consumers(app: AttestationsApp) -> list[ConsumerSpec]:
+    return [
+        ConsumerSpec(
+            durable_of("attestations", "registry"),
+            app.registry_handlers(),
+            before_commit=app.before_commit,
+        )
+    ]
 
 
 def count_attestations(app: AttestationsApp, metrics: Metrics) -> None:

@@ -29,7 +29,6 @@ class AttestationsSettings(ServiceSettings):
         description="Hex secret shared with the notifications service; default: a file "
         "<var>/keys/download-token.secret created on first start.",
     )
-    consumer_batch: int = Field(default=500, ge=1)
 
     @property
     def signing_keys_dir(self) -> Path:

@@ -7,8 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from contracts import attestations_v1 as v1
+from contracts.referential import load_certification
 from services.attestations.domain.aggregates import Attestation
-from services.runtime.relay import Outgoing
+from services.runtime.outbox import Outgoing
 
 
 def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[Outgoing]]:
@@ -21,6 +22,7 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
                 code=e.code,
                 title=e.title,
                 certification=e.certification,
+                certification_title=load_certification(e.certification).title,
                 candidate_number=e.candidate_number,
                 exam_center=e.exam_center,
                 holder_given_names=e.holder["given_names"],
@@ -31,10 +33,16 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
             )
             return [Outgoing(issued, issued.event_type(), e.candidate_number)]
         if isinstance(domain_event, Attestation.Revoked):
+            certification = getattr(e, "certification", None)
             revoked = v1.AttestationRevoked(
                 attestation_id=e.public_id,
                 kind=e.kind,
                 code=e.code,
+                title=getattr(e, "title", None),
+                certification=certification,
+                certification_title=load_certification(certification).title
+                if certification
+                else None,
                 candidate_number=e.candidate_number,
                 exam_center=e.exam_center,
                 revoked_at=datetime.fromisoformat(e.at),

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
-from contracts.subjects import STREAMS
+from contracts.subjects import durable_of
 from services.notifications.api import router
 from services.notifications.application import NotificationsApp
 from services.notifications.dispatcher import Dispatcher
@@ -19,7 +19,7 @@ from services.notifications.domain import Notification
 from services.notifications.settings import NotificationsSettings
 from services.notifications.smtp import SmtpPool, SmtpSettings
 from services.notifications.translation import translate
-from services.runtime.consumer import EventConsumer
+from services.runtime.consumer import ConsumerSpec
 from services.runtime.http import create_app
 from services.runtime.logging import configure_logging
 from services.runtime.metrics import Metrics
@@ -59,22 +59,6 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
     count_deliveries(app, metrics)
     http: FastAPI
 
-    def consumer(stream: str, durable: str, upstream: str, handler: object) -> object:
-        async def run(js: JetStreamContext, stop: asyncio.Event) -> None:
-            await EventConsumer(
-                app,
-                handler,  # type: ignore[arg-type]
-                js,
-                stream=stream,
-                durable=durable,
-                upstream=upstream,
-                before_commit=app.before_commit,
-                retry_delay=0.5,
-                metrics=metrics,
-            ).run(stop)
-
-        return run
-
     async def dispatch(_: JetStreamContext, stop: asyncio.Event) -> None:
         smtp = SmtpPool(smtp_settings(settings), size=settings.smtp_connections)
         timeout = httpx.Timeout(settings.webhook_timeout)
@@ -99,19 +83,8 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
         settings=settings,
         app=app,
         translate=translate,
-        workers=[
-            consumer(
-                STREAMS["registry"], "notifications-registry", "registry", app.handle_registry
-            ),  # type: ignore[list-item]
-            consumer(
-                STREAMS["attestations"], "notifications", "attestations", app.handle_attestations
-            ),  # type: ignore[list-item]
-            dispatch,
-        ],
-        upstream_streams=[
-            (STREAMS["registry"], "registry"),
-            (STREAMS["attestations"], "attestations"),
-        ],
+        consumers=consumers(app),
+        workers=[dispatch],
         metrics=metrics,
     )
     http = create_app(
@@ -119,7 +92,7 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
         version="1.0.0",
         description="E-mails aux candidats et webhooks signés aux centres d'examen.",
         lifespan=runtime.lifespan,
-        readiness=[runtime.store_ready, runtime.nats_ready],
+        readiness=runtime.readiness,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
     )
@@ -128,6 +101,21 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
     http.state.runtime = runtime
     http.include_router(router)
     return http
+
+
+def consumers(app: NotificationsApp) -> list[ConsumerSpec]:
+    return [
+        ConsumerSpec(
+            durable_of("notifications", "registry"),
+            app.registry_handlers(),
+            before_commit=app.before_commit,
+        ),
+        ConsumerSpec(
+            durable_of("notifications", "attestations"),
+            app.attestations_handlers(),
+            before_commit=app.before_commit,
+        ),
+    ]
 
 
 OUTCOMES: dict[type[object], str] = {

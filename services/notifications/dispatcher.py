@@ -28,7 +28,7 @@ import orjson
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from services.notifications.application import NotificationsApp
+from services.notifications.application import NotificationsApp, certification_title
 from services.notifications.domain import Notification
 from services.notifications.email import AttestationMail, render, template_environment
 from services.notifications.smtp import SmtpDeliveryError, SmtpPool
@@ -351,7 +351,9 @@ class Dispatcher:
                 kind=payload["kind"],
                 code=payload["code"],
                 title=payload["title"],
-                certification_title=payload.get("certification") or "",
+                # Queued before 2026-12: only the certification's code was kept.
+                certification_title=payload.get("certification_title")
+                or certification_title(payload.get("certification") or ""),
                 verify_url=payload["verify_url"],
                 download_url=payload.get("download_url"),
                 credential_url=payload.get("credential_url"),

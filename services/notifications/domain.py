@@ -145,10 +145,17 @@ class Notification(Aggregate):
 
 
 class Recipient(Aggregate):
-    """A candidate as the notifications service knows them, and what was sent about them."""
+    """A candidate as the notifications service knows them, and what was sent about them.
+
+    Identified by the exam center and the candidate number; recipients recorded before
+    2026-12 are keyed by the number alone (``legacy_id``): lookups try both."""
 
     @staticmethod
-    def create_id(candidate_number: str) -> UUID:
+    def create_id(exam_center: str, candidate_number: str) -> UUID:
+        return uuid5(NAMESPACE, f"recipient:{exam_center}:{candidate_number}")
+
+    @staticmethod
+    def legacy_id(candidate_number: str) -> UUID:
         return uuid5(NAMESPACE, f"recipient:{candidate_number}")
 
     @event("Registered")

@@ -8,7 +8,7 @@ from typing import Any
 
 from contracts import notifications_v1 as v1
 from services.notifications.domain import Notification
-from services.runtime.relay import Outgoing
+from services.runtime.outbox import Outgoing
 
 
 def translate(domain_event: object) -> Sequence[Outgoing]:
@@ -33,7 +33,7 @@ def translate(domain_event: object) -> Sequence[Outgoing]:
             exam_center=e.exam_center,
             attestation_id=e.attestation_id,
             attempts=e.attempt,
-            error=e.error,
+            error=e.error[: v1.ERROR_MAX],
             gave_up=gave_up,
             failed_at=datetime.fromisoformat(e.at),
             retry_at=None if gave_up else datetime.fromisoformat(e.retry_at),

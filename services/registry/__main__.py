@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import json
 import sys
 from pathlib import Path
 
 from services.registry.settings import RegistrySettings
-from services.runtime.cli import print_events, serve
+from services.runtime.cli import ServiceCli
 
 DEMO_CENTER = ("0750001A", "Centre d'examen de démonstration")
 
 
+CLI = ServiceCli(
+    "registry",
+    "services.registry.composition:app_factory",
+    serve_help="start the HTTP API, the outbox relay included",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.registry", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="start the HTTP API, the outbox relay included")
+    parser, sub = CLI.parser(__doc__)
     add = sub.add_parser("add-center", help="add an exam center")
     add.add_argument("uai", help="the center's UAI, e.g. 0750001A")
     add.add_argument("name")
@@ -25,20 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     revoke = sub.add_parser("revoke-key", help="revoke one of a center's API keys")
     revoke.add_argument("uai")
     revoke.add_argument("key_id", help="the 12-character id printed when the key was issued")
+    person = sub.add_parser(
+        "person", help="which centers' candidates an INE links (and conflicting claims)"
+    )
+    person.add_argument("ine")
     demo = sub.add_parser("ensure-demo-center", help="create the demo center and its key file")
     demo.add_argument("--key-file", type=Path, default=None)
-    events = sub.add_parser("events", help="print the events on the registry's NATS stream")
-    events.add_argument("--follow", action="store_true", help="keep waiting for new events")
-    events.add_argument("--type", default=None, help="only this event type, e.g. bloc-validated")
     args = parser.parse_args(argv)
     settings = RegistrySettings()
-
-    if args.command == "serve":
-        serve("services.registry.composition:app_factory", settings)
-        return 0
-    if args.command == "events":
-        asyncio.run(print_events(settings.nats_url, "registry", args.type, follow=args.follow))
-        return 0
+    shared = CLI.run(args, settings)
+    if shared is not None:
+        return shared
 
     from services.registry.composition import build_registry
     from services.registry.domain.errors import DomainError
@@ -55,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "revoke-key":
             registry.revoke_key(args.uai, args.key_id)
             print(f"clé {args.key_id} révoquée")
+        elif args.command == "person":
+            found = registry.person(args.ine)
+            if found is None:
+                print(f"aucun candidat inscrit avec l'INE {args.ine}", file=sys.stderr)
+                return 1
+            print(json.dumps(found.view(), ensure_ascii=False, indent=2))
         elif args.command == "ensure-demo-center":
             key_file = args.key_file or settings.var_dir / "demo-center.key"
             ensure_demo_center(registry, key_file)

@@ -6,8 +6,9 @@ Synchronous (eventsourcing is); the HTTP layer runs it in a worker thread.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -18,11 +19,13 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from contracts.api_keys import uai_of
 from contracts.referential import Certification, load_certification
+from contracts.text import text_problem
 from services.registry.domain import ids
 from services.registry.domain.candidate import Candidate
 from services.registry.domain.deliberation import Deliberation
 from services.registry.domain.errors import (
     ConflictingState,
+    DomainError,
     LineError,
     RuleViolation,
     UnknownEntity,
@@ -30,12 +33,23 @@ from services.registry.domain.errors import (
 from services.registry.domain.exam_center import ExamCenter
 from services.registry.domain.jury import Member, check_jury, lacks_private_teacher
 from services.registry.domain.marks import parse_mark
-from services.registry.domain.pv import LineProblem, PvLine, check_candidate_number, parse_lines
+from services.registry.domain.person import Person
+from services.registry.domain.pv import (
+    CANDIDATE_NUMBER,
+    LineProblem,
+    PvLine,
+    check_candidate_number,
+    parse_lines,
+)
 from services.registry.domain.records import ResultLine
+from services.registry.domain.requests import IdempotentRequest
 from services.registry.domain.sessions import check_date_in_window, check_in_window
 from services.runtime.store import ServiceApplication
 
 log = logging.getLogger(__name__)
+
+UAI = re.compile(r"^[0-9]{7}[A-Z]$")  # 3 for the département, 4 digits, a check letter
+CENTER_NAME_MAX = 200
 
 # A concurrent write to the same candidate makes the save fail; reloading and re-deciding is
 # always safe because every command is recomputed from the stored state.
@@ -53,9 +67,14 @@ class LinesRejected(Exception):
 
 
 @dataclass(frozen=True)
-class DeliberationReceipt:
+class Receipt:
+    """A command's answer; ``created`` False when an Idempotency-Key replayed it."""
+
     created: bool
     body: dict[str, Any]
+
+
+DeliberationReceipt = Receipt
 
 
 class RegistryApp(ServiceApplication):
@@ -74,6 +93,11 @@ class RegistryApp(ServiceApplication):
 
     def add_center(self, uai: str, name: str) -> ExamCenter:
         uai = uai.strip().upper()
+        if not UAI.match(uai):
+            raise RuleViolation(f"UAI invalide : {uai[:20]!r} (7 chiffres et une lettre).")
+        name = " ".join(name.split())
+        if not 1 <= len(name) <= CENTER_NAME_MAX or text_problem(name):
+            raise RuleViolation(f"Nom de centre invalide (1 à {CENTER_NAME_MAX} caractères).")
         if self.get_optional(ids.exam_center_id(uai), ExamCenter) is not None:
             raise ConflictingState(f"Le centre {uai} existe déjà.")
         center = ExamCenter(uai=uai, name=name)
@@ -112,29 +136,57 @@ class RegistryApp(ServiceApplication):
     def register_candidate(
         self, center: str, identity: Mapping[str, Any]
     ) -> tuple[bool, Candidate]:
-        """(created, candidate); registering the same candidate again changes nothing."""
+        """(created, candidate); registering the same candidate again changes nothing.
+
+        The number is the center's own: another center's candidate with the same number is
+        another person, and nothing about it is revealed (no conflict, no difference)."""
         self.certification(identity["certification"])
         number = check_candidate_number(identity["candidate_number"])
-        existing = self.get_optional(ids.candidate_id(number), Candidate)
+        existing = self._find_candidate(center, number)
         if existing is not None:
-            if existing.exam_center == center and existing.same_identity(dict(identity)):
+            if existing.same_identity(dict(identity)):
                 return False, existing
             raise ConflictingState(
-                f"Le numéro de candidat {number} est déjà inscrit avec une autre identité "
-                "ou par un autre centre."
+                f"Le numéro de candidat {number} est déjà inscrit par ce centre avec une autre "
+                "identité ; pour une erreur matérielle, contactez le service des examens."
             )
         candidate = Candidate(exam_center=center, **identity)
+        linked = self._link_person(candidate)
         try:
-            self.save(candidate)
+            self.save(candidate, *linked)
         except IntegrityError:
             return self.register_candidate(center, identity)
         return True, candidate
 
+    def _link_person(self, candidate: Candidate) -> list[Person]:
+        """The INE's person record, linking this candidate (saved with it), if an INE is given."""
+        if not candidate.ine:
+            return []
+        person = self.get_optional(Person.create_id(candidate.ine), Person)
+        if person is None:
+            person = Person(ine=candidate.ine, birth_date=candidate.birth_date)
+        person.claim(
+            candidate.exam_center, candidate.candidate_number, candidate.birth_date, at=_now()
+        )
+        return [person]
+
+    def person(self, ine: str) -> Person | None:
+        """Operator view of an INE's links (never shown to a center)."""
+        return self.get_optional(Person.create_id(ine), Person)
+
+    def _find_candidate(self, center: str, number: str) -> Candidate | None:
+        return self.find_owned(
+            None,
+            (ids.candidate_id(center, number), ids.legacy_candidate_id(number)),
+            Candidate,
+            center,
+        )
+
     def candidate(self, center: str, number: str) -> Candidate:
-        found = self.get_optional(ids.candidate_id(number), Candidate)
-        if found is None or found.exam_center != center:
+        found = self._find_candidate(center, number) if CANDIDATE_NUMBER.fullmatch(number) else None
+        if found is None:
             # Another center's candidate is "unknown" here: existence is not disclosed.
-            raise UnknownEntity(f"Candidat {number} inconnu pour ce centre.")
+            raise UnknownEntity(f"Candidat {number[:32]} inconnu pour ce centre.")
         return found
 
     def candidate_history(self, candidate: Candidate) -> list[Any]:
@@ -176,8 +228,8 @@ class RegistryApp(ServiceApplication):
         candidates: list[Candidate] = []
         validated = 0
         for number, its_lines in by_candidate.items():
-            candidate = self.get_optional(ids.candidate_id(number), Candidate)
-            if candidate is None or candidate.exam_center != center:
+            candidate = self._find_candidate(center, number)
+            if candidate is None:
                 problems += [
                     LineProblem(
                         line.number, "candidate_number", f"candidat {number} inconnu pour ce centre"
@@ -275,26 +327,30 @@ class RegistryApp(ServiceApplication):
         decision: str,
         blocs: Sequence[str],
         jury: Mapping[str, Any],
-    ) -> str:
-        cert = self.certification(certification)
-        check_date_in_window(decided_on, cert.valid_from, cert.valid_until, cert.code)
-        members = _members(jury)
-        check_jury(members, bool(jury.get("absence_exception")))
-        candidate = self.candidate(center, candidate_number)
-        if candidate.certification != cert.code:
-            raise RuleViolation(f"Le candidat est inscrit à {candidate.certification}.")
-        granted = _vae_blocs(cert, decision, blocs)
-        decision_id = str(uuid4())
-        candidate.record_vae_decision(
-            cert,
-            decision_id=decision_id,
-            decided_on=decided_on.isoformat(),
-            decision=decision,
-            blocs=granted,
-            jury=dict(jury),
-        )
-        self.save(candidate)
-        return decision_id
+        idempotency_key: str | None = None,
+        request_digest: str = "",
+    ) -> Receipt:
+        def decide() -> tuple[Candidate, dict[str, Any]]:
+            cert = self.certification(certification)
+            check_date_in_window(decided_on, cert.valid_from, cert.valid_until, cert.code)
+            members = _members(jury)
+            check_jury(members, bool(jury.get("absence_exception")))
+            candidate = self.candidate(center, candidate_number)
+            if candidate.certification != cert.code:
+                raise RuleViolation(f"Le candidat est inscrit à {candidate.certification}.")
+            granted = _vae_blocs(cert, decision, blocs)
+            decision_id = str(uuid4())
+            candidate.record_vae_decision(
+                cert,
+                decision_id=decision_id,
+                decided_on=decided_on.isoformat(),
+                decision=decision,
+                blocs=granted,
+                jury=dict(jury),
+            )
+            return candidate, {"decision_id": decision_id}
+
+        return self._once(center, "vae-decisions", idempotency_key, request_digest, decide)
 
     # --- corrections ----------------------------------------------------------------------
 
@@ -308,31 +364,94 @@ class RegistryApp(ServiceApplication):
         bloc: str,
         grade: object,
         reason: str,
-    ) -> dict[str, Any]:
-        deliberation = self.deliberation(center, deliberation_id)
-        cert = self.certification(deliberation.certification)
-        if cert.bloc(bloc) is None:
-            raise RuleViolation(f"Bloc inconnu « {bloc} » pour la certification {cert.code}.")
+        idempotency_key: str | None = None,
+        request_digest: str = "",
+    ) -> Receipt:
+        def correct() -> tuple[Candidate, dict[str, Any]]:
+            deliberation = self.deliberation(center, deliberation_id)
+            cert = self.certification(deliberation.certification)
+            if cert.bloc(bloc) is None:
+                raise RuleViolation(f"Bloc inconnu « {bloc} » pour la certification {cert.code}.")
+            try:
+                mark = parse_mark(grade)
+            except LineError as error:
+                raise RuleViolation(error.message[0].upper() + error.message[1:] + ".") from None
+            candidate = self.candidate(center, candidate_number)
+            correction_id = str(uuid4())
+            candidate.correct_result(
+                cert,
+                correction_id=correction_id,
+                result_id=ids.result_id(str(deliberation.id), candidate_number, bloc),
+                mark=mark,
+                reason=reason,
+                corrected_on=_now()[:10],
+            )
+            return candidate, {
+                "correction_id": correction_id,
+                "acquired": sorted(candidate.acquisitions),
+                "awarded": candidate.award is not None,
+            }
+
+        return self._once(center, "corrections", idempotency_key, request_digest, correct)
+
+    # --- idempotency of the commands that change one candidate ------------------------------
+
+    def _once(
+        self,
+        center: str,
+        route: str,
+        idempotency_key: str | None,
+        digest: str,
+        command: Callable[[], tuple[Candidate, dict[str, Any]]],
+    ) -> Receipt:
+        """Run ``command`` unless this key already answered; save its change with the answer."""
+        replay = self._replayed(center, route, idempotency_key, digest)
+        if replay is not None:
+            return replay
         try:
-            mark = parse_mark(grade)
-        except LineError as error:
-            raise RuleViolation(error.message[0].upper() + error.message[1:] + ".") from None
-        candidate = self.candidate(center, candidate_number)
-        correction_id = str(uuid4())
-        candidate.correct_result(
-            cert,
-            correction_id=correction_id,
-            result_id=ids.result_id(str(deliberation.id), candidate_number, bloc),
-            mark=mark,
-            reason=reason,
-            corrected_on=_now()[:10],
+            candidate, answer = command()
+        except DomainError:
+            # A concurrent request with this key may have committed between our look-up and
+            # now: its change can make ours look wrong ("nothing to correct"). Its answer wins.
+            replay = self._replayed(center, route, idempotency_key, digest)
+            if replay is not None:
+                return replay
+            raise
+        self._save_answered(candidate, center, route, idempotency_key, digest, answer)
+        return Receipt(True, answer)
+
+    def _replayed(
+        self, center: str, route: str, idempotency_key: str | None, digest: str
+    ) -> Receipt | None:
+        if not idempotency_key:
+            return None
+        found = self.get_optional(
+            IdempotentRequest.create_id(center, route, idempotency_key), IdempotentRequest
         )
-        self.save(candidate)
-        return {
-            "correction_id": correction_id,
-            "acquired": sorted(candidate.acquisitions),
-            "awarded": candidate.award is not None,
-        }
+        return None if found is None else Receipt(False, found.replay(digest))
+
+    def _save_answered(
+        self,
+        candidate: Candidate,
+        center: str,
+        route: str,
+        idempotency_key: str | None,
+        digest: str,
+        answer: dict[str, Any],
+    ) -> None:
+        """Save the candidate, and with it (one transaction) what this key answered: a
+        concurrent request with the same key fails on it and is replayed by the retry."""
+        if not idempotency_key:
+            self.save(candidate)
+            return
+        request = IdempotentRequest(
+            exam_center=center,
+            route=route,
+            idempotency_key=idempotency_key,
+            digest=digest,
+            answer=answer,
+        )
+        self.save(candidate, request)
 
 
 def _members(jury: Mapping[str, Any]) -> list[Member]:

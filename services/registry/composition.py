@@ -27,7 +27,7 @@ def create_http_app(settings: RegistrySettings | None = None) -> FastAPI:
         version="1.0.0",
         description="Référentiel, centres d'examen, candidats, délibérations et décisions VAE.",
         lifespan=runtime.lifespan,
-        readiness=[runtime.store_ready, runtime.nats_ready],
+        readiness=runtime.readiness,
         max_body_bytes=settings.max_body_bytes,
         metrics=runtime.metrics,
     )

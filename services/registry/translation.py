@@ -16,7 +16,9 @@ from contracts.referential import load_certification
 from services.registry.domain.candidate import Candidate
 from services.registry.domain.exam_center import ExamCenter
 from services.registry.domain.marks import parse_mark
-from services.runtime.relay import Outgoing
+from services.runtime.outbox import Outgoing
+
+REPLACED = "décision du jury remplacée par une nouvelle délibération"
 
 
 def translate(domain_event: object) -> Sequence[Outgoing]:
@@ -134,7 +136,7 @@ def _changes(e: Any, on: str) -> list[Outgoing]:
                     withdrawn_on=day,
                     correction_id=getattr(e, "correction_id", ""),
                     corrects=gone["result_id"] or "",
-                    reason=getattr(e, "reason", ""),
+                    reason=getattr(e, "reason", "") or REPLACED,
                     exam_center=e.exam_center,
                 ),
                 e.candidate_number,
@@ -170,8 +172,7 @@ def _changes(e: Any, on: str) -> list[Outgoing]:
                     certification=e.certification,
                     withdrawn_on=day,
                     correction_id=getattr(e, "correction_id", ""),
-                    reason=getattr(e, "reason", "")
-                    or "décision du jury remplacée par une nouvelle délibération",
+                    reason=getattr(e, "reason", "") or REPLACED,
                     exam_center=e.exam_center,
                 ),
                 e.candidate_number,

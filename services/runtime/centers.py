@@ -8,20 +8,17 @@ hashing it. No service reads the registry's store.
 from __future__ import annotations
 
 import hmac
-from typing import Any
 from uuid import UUID, uuid5
 
-from eventsourcing.application import ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 
 from contracts import api_keys
 from contracts.envelope import CloudEvent
-from contracts.subjects import event_type
+from contracts.registry_v1 import ExamCenterKeyIssued, ExamCenterKeyRevoked
+from services.runtime.messages import HandlerTable, Unit
 from services.runtime.store import ServiceApplication
 
 NAMESPACE = UUID("5f3b8d3e-1c4a-4f0e-9d1b-7a2c6e9f4b21")
-KEY_ISSUED = event_type("registry", "exam-center-key-issued", 1)
-KEY_REVOKED = event_type("registry", "exam-center-key-revoked", 1)
 
 
 class CenterKeys(Aggregate):
@@ -45,23 +42,23 @@ class CenterKeys(Aggregate):
         self.digests.pop(key_id, None)
 
 
-def apply_key_event(
-    app: ServiceApplication, event: CloudEvent, unit: ProcessingEvent[UUID]
-) -> bool:
-    """Record a key event if ``event`` is one; True when it was."""
-    if event.type not in (KEY_ISSUED, KEY_REVOKED):
-        return False
-    data: dict[str, Any] = event.data
-    center = data["exam_center"]
-    keys = app.get_in(unit, CenterKeys.create_id(center), CenterKeys)
-    if keys is None:
-        keys = CenterKeys(exam_center=center)
-    if event.type == KEY_ISSUED:
-        keys.add(key_id=data["key_id"], digest=data["digest"])
-    else:
-        keys.remove(key_id=data["key_id"])
-    app.stage(unit, keys)
-    return True
+def handle_key_events(app: ServiceApplication, table: HandlerTable) -> HandlerTable:
+    """Add the handlers of the registry's key events to a consumer's table."""
+
+    def keys_of(center: str, unit: Unit) -> CenterKeys:
+        keys = app.get_in(unit, CenterKeys.create_id(center), CenterKeys)
+        if keys is None:
+            keys = CenterKeys(exam_center=center)
+        app.stage(unit, keys)
+        return keys
+
+    def issued(data: ExamCenterKeyIssued, _: CloudEvent, unit: Unit) -> None:
+        keys_of(data.exam_center, unit).add(key_id=data.key_id, digest=data.digest)
+
+    def revoked(data: ExamCenterKeyRevoked, _: CloudEvent, unit: Unit) -> None:
+        keys_of(data.exam_center, unit).remove(key_id=data.key_id)
+
+    return table.on(ExamCenterKeyIssued, issued).on(ExamCenterKeyRevoked, revoked)
 
 
 def authenticate(app: ServiceApplication, key: str) -> str | None:

@@ -1,43 +1,80 @@
-"""JetStream consumer with an exactly-once effect.
+"""JetStream consumer with an exactly-once effect, on typed messages.
 
-A durable pull consumer fetches batches; the events a handler produces for a contiguous run of
-messages are written in one transaction together with a tracking record of the upstream
-position reached. So:
+A durable pull consumer fetches batches. Each message is parsed on its own
+(``services.runtime.messages``): into the contract model of its type, handed to the handler
+the consumer's table names; or passed over; or dead-lettered. What the handlers produce for a
+contiguous run of messages is written in one transaction together with a tracking record of
+the upstream position reached. So:
 
 - a redelivered message (position already tracked) is acknowledged and not applied again;
 - a message whose ``previous`` is not the tracked position arrived before one it depends on
   (e.g. after a crash left earlier messages unacknowledged): it is nak'ed and comes back later,
   so nothing is ever skipped;
 - two replicas racing on the same position: one transaction wins, the other gets an
-  ``IntegrityError``, re-reads the position and acknowledges what was already done.
+  ``IntegrityError``, re-reads the position and acknowledges what was already done;
+- a message that cannot be applied (not a CloudEvent, another source, data that does not fit
+  its contract, refused by its handler) is copied to the dead-letter stream *before* its
+  position is recorded as passed, then terminated (AckTerm): it never blocks the lane, and a
+  crash in between copies it again rather than loses it. One without a position of the chain
+  (malformed, foreign) never moves the chain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-from uuid import UUID
+from typing import Any, NamedTuple
 
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from contracts.envelope import CloudEvent
-from services.runtime import tracing
+from contracts.subjects import STREAMS
+from services.runtime import deadletters, tracing
+from services.runtime.messages import (
+    INVALID,
+    REJECTED,
+    HandlerTable,
+    Message,
+    Rejected,
+    Unit,
+)
 from services.runtime.metrics import Metrics
-from services.runtime.nats import ensure_consumer
+from services.runtime.nats import ensure_consumer, ensure_deadletter_stream
 from services.runtime.store import ServiceApplication
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[CloudEvent, ProcessingEvent[UUID]], None]
-BeforeCommit = Callable[[ProcessingEvent[UUID]], None]
+BeforeCommit = Callable[[Unit], None]
 Trace = tuple[str | None, str | None]  # (traceparent, tracestate) from the NATS headers
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """One durable consumer of a service, as data: the composition root declares them, the
+    runtime runs them, the operator's dead-letter commands replay through them."""
+
+    durable: str
+    handlers: HandlerTable
+    before_commit: BeforeCommit | None = None
+
+    @property
+    def producer(self) -> str:
+        return self.handlers.producer
+
+
+class Raw(NamedTuple):
+    """What the worker thread needs of a NATS message."""
+
+    data: bytes
+    subject: str
+    reply: str
+    trace: Trace
 
 
 @dataclass
@@ -45,6 +82,7 @@ class _Verdicts:
     ack: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)  # failed: come back after retry_delay
     early: list[int] = field(default_factory=list)  # before their predecessor: back at once
+    dead: list[int] = field(default_factory=list)  # dead-lettered: terminate
     applied: int = 0
 
 
@@ -52,40 +90,46 @@ class EventConsumer:
     def __init__(
         self,
         app: ServiceApplication,
-        handler: Handler,
+        spec: ConsumerSpec,
         js: JetStreamContext,
         *,
-        stream: str,
-        durable: str,
-        upstream: str,
+        service: str,
+        stream: str | None = None,
+        upstream: str | None = None,
         batch_size: int = 500,
         fetch_timeout: float = 0.5,
         retry_delay: float = 0.5,
-        before_commit: BeforeCommit | None = None,
         ack_wait: float = 5.0,
+        replicas: int = 1,
         metrics: Metrics | None = None,
     ) -> None:
         self.app = app
-        self.handler = handler
-        self.before_commit = before_commit
+        self.spec = spec
+        self.table = spec.handlers
+        self.before_commit = spec.before_commit
+        self.service = service  # the consuming service: owner of the dead-letter stream
         # Messages held by a consumer that died come back after ack_wait, and the ones after
         # them wait for them (positions must be contiguous): short, since a batch takes well
         # under a second; a redelivery of a message still being applied is harmless.
         self.ack_wait = ack_wait
         self.early_delay = 0.03
         self.js = js
-        self.stream = stream
-        self.durable = durable
-        self.upstream = upstream
+        self.stream = stream or STREAMS[spec.producer]
+        self.durable = spec.durable
+        self.upstream = upstream or spec.producer
         self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
         self.retry_delay = retry_delay
+        self.replicas = replicas
         self.applied_total = 0
-        self.instruments = metrics.consumer(durable, stream) if metrics is not None else None
+        self.dead_total = 0
+        self.instruments = metrics.consumer(self.durable, self.stream) if metrics else None
         self._position: int | None = None
         self._sub: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        await ensure_deadletter_stream(self.js, self.service, self.replicas)
         await ensure_consumer(
             self.js,
             self.stream,
@@ -98,8 +142,17 @@ class EventConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set. The next batch is fetched while the current one is
         being applied, so NATS round trips overlap with the work."""
-        if self._sub is None:
-            await self.start()
+        while self._sub is None and not stop.is_set():
+            try:
+                await self.start()
+            except Exception as error:
+                # Typically the upstream stream does not exist yet: its producer creates it.
+                log.warning(
+                    "consumer not started yet; retrying",
+                    extra={"durable": self.durable, "stream": self.stream, "error": str(error)},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
         prefetch: asyncio.Task[list[Any]] | None = None
         while not stop.is_set():
             try:
@@ -127,7 +180,7 @@ class EventConsumer:
         if msgs and self.instruments is not None:
             # The lag is what the last message says is still undelivered: no extra round trip.
             self.instruments.lag.set(msgs[-1].metadata.num_pending)
-            again = sum(1 for m in msgs if _delivery_count(m) > 1)
+            again = sum(1 for m in msgs if _ack_token(m, 4) > 1)
             if again:
                 self.instruments.redelivered.inc(again)
         return msgs
@@ -135,11 +188,13 @@ class EventConsumer:
     async def _process(self, msgs: list[Any]) -> int:
         if not msgs:
             return 0
-        verdicts = await asyncio.to_thread(
-            self._parse_and_apply, [m.data for m in msgs], [_trace_of(m) for m in msgs]
-        )
+        self._loop = asyncio.get_running_loop()
+        raws = [Raw(m.data, m.subject, m.reply or "", _trace_of(m)) for m in msgs]
+        verdicts = await asyncio.to_thread(self._parse_and_apply, raws)
         for i in verdicts.ack:
             await msgs[i].ack()
+        for i in verdicts.dead:
+            await msgs[i].term()
         for i in verdicts.retry:
             await msgs[i].nak(delay=self.retry_delay)
         for i in verdicts.early:
@@ -161,76 +216,139 @@ class EventConsumer:
 
     # --- internals (run in a worker thread: eventsourcing is synchronous) ----------------
 
-    def _parse_and_apply(self, payloads: list[bytes], traces: list[Trace]) -> _Verdicts:
-        return self._apply([CloudEvent.model_validate_json(p) for p in payloads], traces)
+    def _parse_and_apply(self, raws: Sequence[Raw]) -> _Verdicts:
+        return self._apply([self.table.parse(r.data, r.subject) for r in raws], raws)
 
     def _stored_position(self) -> int:
         return self.app.process_recorder.max_tracking_id(self.upstream) or 0
 
-    def _apply(self, events: list[CloudEvent], traces: list[Trace] | None = None) -> _Verdicts:
+    def _apply(self, messages: Sequence[Message], raws: Sequence[Raw]) -> _Verdicts:
         if self._position is None:
             self._position = self._stored_position()
-        order = sorted(range(len(events)), key=lambda i: events[i].position)
-        first_new = next((events[i] for i in order if events[i].position > self._position), None)
-        if first_new is not None and first_new.previous != self._position:
+        verdicts = _Verdicts()
+        letters: list[deadletters.DeadLetter] = []
+        chain: list[int] = []
+        for i, message in enumerate(messages):
+            if message.in_chain:
+                chain.append(i)
+            else:  # malformed or foreign: out of the chain, dead at once
+                assert message.dead is not None
+                letters.append(self._letter(raws[i], *message.dead))
+                verdicts.dead.append(i)
+        chain.sort(key=lambda i: _event(messages[i]).position)
+        first_new = next((i for i in chain if _event(messages[i]).position > self._position), None)
+        if first_new is not None and _event(messages[first_new]).previous != self._position:
             # Another replica may have moved on: look again before calling it a gap.
             self._position = self._stored_position()
-        verdicts = _Verdicts()
-        unit: ProcessingEvent[UUID] = ProcessingEvent()
+        unit: Unit = ProcessingEvent()
         reached = self._position
-        pending: list[int] = []
-        for k, i in enumerate(order):
-            event = events[i]
+        applied: list[int] = []  # handled, their effects in ``unit``
+        passed: list[int] = []  # no effect here, position passed
+        dead: list[int] = []  # dead-lettered, position passed
+        for k, i in enumerate(chain):
+            message, event = messages[i], _event(messages[i])
             if event.position <= reached:
                 verdicts.ack.append(i)  # already applied: a redelivery
-            elif event.previous != reached:
+                continue
+            if event.previous != reached:
                 verdicts.early.append(i)  # an earlier event is still on its way
+                continue
+            if message.dead is not None:
+                letters.append(self._letter(raws[i], *message.dead))
+                dead.append(i)
+            elif message.handler is None:
+                passed.append(i)
+                if message.skip and self.instruments is not None:
+                    self.instruments.skip(message.skip)
             else:
                 try:
-                    self._handle(event, traces[i] if traces else None, unit)
+                    self._handle(message, raws[i].trace, unit)
+                except Rejected as refusal:
+                    log.warning("handler rejected a message", extra={"event_id": event.id})
+                    letters.append(self._letter(raws[i], REJECTED, str(refusal)))
+                    dead.append(i)
+                    unit = self._redo(messages, raws, applied)
                 except Exception:
-                    verdicts.retry.extend(order[k:])
-                    # The failed call may have collected part of its effect: start over with
-                    # only the events that succeeded.
-                    unit = ProcessingEvent()
-                    for j in pending:
-                        self._handle(events[j], traces[j] if traces else None, unit)
+                    verdicts.retry.extend(chain[k:])
+                    unit = self._redo(messages, raws, applied)
                     break
-                pending.append(i)
-                reached = event.position
-        if pending:
-            if self.before_commit is not None:
+                else:
+                    applied.append(i)
+            reached = event.position
+        if letters:
+            self._publish_dead(letters)  # before the position passes: never lost
+        if reached > self._position:
+            if applied and self.before_commit is not None:
                 self.before_commit(unit)
             try:
                 self.app.record(unit, Tracking(self.upstream, reached))
             except IntegrityError:
                 # Someone recorded this position first (a replica, or our own earlier try).
                 self._position = None
-                return _Verdicts(ack=[], retry=list(range(len(events))))
+                return _Verdicts(retry=chain, dead=verdicts.dead)
             self._position = reached
-            verdicts.ack.extend(pending)
-            verdicts.applied = len(pending)
+        verdicts.ack.extend(applied + passed)
+        verdicts.dead.extend(dead)
+        verdicts.applied = len(applied) + len(passed)  # positions taken, dead letters aside
         return verdicts
 
-    def _handle(self, event: CloudEvent, trace: Trace | None, unit: ProcessingEvent[UUID]) -> None:
-        """Apply one event in a child span of the trace it carries (NATS headers, else the
+    def _redo(
+        self, messages: Sequence[Message], raws: Sequence[Raw], applied: Sequence[int]
+    ) -> Unit:
+        """A fresh unit with only the effects of ``applied``: a failed call may have collected
+        part of its effect in the old one."""
+        unit: Unit = ProcessingEvent()
+        for j in applied:
+            self._handle(messages[j], raws[j].trace, unit)
+        return unit
+
+    def _handle(self, message: Message, trace: Trace, unit: Unit) -> None:
+        """Apply one message in a child span of the trace it carries (NATS headers, else the
         envelope; a new trace if neither): the events it produces are stamped with that span."""
-        traceparent, tracestate = (
-            trace if trace and trace[0] else (event.traceparent, event.tracestate)
-        )
+        event = _event(message)
+        traceparent, tracestate = trace if trace[0] else (event.traceparent, event.tracestate)
         n_events, n_aggregates = len(unit.events), len(unit.aggregates)
         with tracing.continued(traceparent, tracestate) as ctx:
             try:
-                self.handler(event, unit)
+                message.apply(unit)
+            except Rejected:
+                raise
             except Exception:
                 log.exception("handler failed", extra={"event_id": event.id, "type": event.type})
                 raise
             _stamp_new(unit, n_events, n_aggregates, ctx)
 
+    def _letter(self, raw: Raw, code: str, reason: str) -> deadletters.DeadLetter:
+        return deadletters.DeadLetter(
+            payload=raw.data,
+            reason_code=code,
+            reason=reason,
+            consumer=self.durable,
+            stream=self.stream,
+            stream_sequence=_ack_token(raw, 5),
+            subject=raw.subject,
+            traceparent=raw.trace[0],
+        )
 
-def _stamp_new(
-    unit: ProcessingEvent[UUID], n_events: int, n_aggregates: int, ctx: tracing.TraceContext
-) -> None:
+    def _publish_dead(self, letters: list[deadletters.DeadLetter]) -> None:
+        """From the worker thread: publish on the event loop and wait for the stream's acks."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(
+            deadletters.publish(self.js, self.service, letters), self._loop
+        )
+        future.result(timeout=30)
+        self.dead_total += len(letters)
+        if self.instruments is not None:
+            for letter in letters:
+                self.instruments.dead(letter.reason_code)
+
+
+def _event(message: Message) -> Any:
+    assert message.event is not None
+    return message.event
+
+
+def _stamp_new(unit: Unit, n_events: int, n_aggregates: int, ctx: tracing.TraceContext) -> None:
     """Stamp what one handler call added to the unit: events appended to it, and the pending
     events of aggregates it staged for the first time (dicts keep insertion order)."""
     if len(unit.events) > n_events:
@@ -248,16 +366,20 @@ def _trace_of(msg: Any) -> Trace:
     return headers.get(tracing.TRACEPARENT), headers.get(tracing.TRACESTATE)
 
 
-def _delivery_count(msg: Any) -> int:
-    """How many times JetStream delivered ``msg``, read from its reply subject without parsing
-    all its metadata: ``$JS.ACK.<stream>.<consumer>.<delivered>...`` (9 tokens) or, with a
-    domain and account hash, ``$JS.ACK.<domain>.<hash>.<stream>.<consumer>.<delivered>...``."""
+def _ack_token(msg: Any, index: int) -> int:
+    """A number from a JetStream message's reply subject, without parsing all its metadata:
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``
+    (9 tokens; with a domain and account hash, 2 more after ``ACK``). ``index`` 4 is the
+    delivery count, 5 the stream sequence."""
     tokens = (msg.reply or "").split(".")
     try:
         if len(tokens) == 9:
-            return int(tokens[4])
+            return int(tokens[index])
         if len(tokens) >= 11:
-            return int(tokens[6])
+            return int(tokens[index + 2])
     except ValueError:
         pass
-    return 1
+    return 1 if index == 4 else 0
+
+
+__all__ = ["INVALID", "ConsumerSpec", "EventConsumer", "HandlerTable", "Rejected"]

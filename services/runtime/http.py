@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,15 +22,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.runtime import tracing
 from services.runtime.logging import request_id
 from services.runtime.metrics import CONTENT_TYPE, UNMATCHED, Metrics
-from services.runtime.problems import PayloadTooLarge, Problem
+from services.runtime.problems import PayloadTooLarge, Problem, Unprocessable
 
 log = logging.getLogger("certibloc.http")
 
 PROBLEM_JSON = "application/problem+json"
-ReadinessCheck = Callable[[], Awaitable[bool]]
+# A readiness check answers None when fine, else why not (in French, shown in /readyz).
+ReadinessCheck = Callable[[], Awaitable[str | None]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 METRICS_PATH = "/metrics"
 _QUIET = frozenset({"/healthz", "/readyz"})  # probes: not logged
+MAX_FIELD_ERRORS = 100  # a body with thousands of bad fields gets the first hundred
 
 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
@@ -79,17 +82,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             return problem_response(
                 Problem("Le corps de la requête n'est pas du JSON valide.", status=400), request
             )
-        items = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
-                "reason": e.get("msg", ""),
-            }
-            for e in errors
-        ]
+        items = field_errors(errors)
         return problem_response(
-            Problem(
+            Unprocessable(
                 "La requête contient des champs invalides ; voir « errors ».",
-                status=422,
                 errors=items,
             ),
             request,
@@ -112,25 +108,75 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+# Pydantic's messages are English; a user is told in French what is wrong with a field.
+_FRENCH: dict[str, str] = {
+    "missing": "champ obligatoire",
+    "extra_forbidden": "champ inconnu",
+    "string_too_long": "{max_length} caractère(s) au plus",
+    "string_too_short": "{min_length} caractère(s) au moins",
+    "too_long": "{max_length} élément(s) au plus",
+    "too_short": "{min_length} élément(s) au moins",
+    "string_pattern_mismatch": "format invalide",
+    "string_type": "texte attendu",
+    "list_type": "liste attendue",
+    "dict_type": "objet attendu",
+    "model_type": "objet attendu",
+    "bool_type": "booléen attendu (true ou false)",
+    "bool_parsing": "booléen attendu (true ou false)",
+    "int_type": "nombre entier attendu",
+    "int_parsing": "nombre entier attendu",
+    "float_type": "nombre attendu",
+    "float_parsing": "nombre attendu",
+    "date_type": "date attendue (AAAA-MM-JJ)",
+    "date_parsing": "date invalide (attendu AAAA-MM-JJ)",
+    "date_from_datetime_parsing": "date invalide (attendu AAAA-MM-JJ)",
+    "literal_error": "valeur non admise (attendu : {expected})",
+    "enum": "valeur non admise (attendu : {expected})",
+}
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic's validation errors as ``{field, reason}``, in French when we know the type;
+    the client's input is never echoed."""
+    items = []
+    for e in errors[:MAX_FIELD_ERRORS]:
+        template = _FRENCH.get(e.get("type", ""))
+        try:
+            reason = template.format(**(e.get("ctx") or {})) if template else e.get("msg", "")
+        except (KeyError, IndexError):
+            reason = e.get("msg", "")
+        items.append(
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+                "reason": reason,
+            }
+        )
+    return items
+
+
 def _install_probes(app: FastAPI, readiness: Sequence[ReadinessCheck]) -> None:
     @app.get("/healthz", tags=["operations"], summary="Le processus répond")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Stockage et NATS joignables")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Stockage et NATS joignables, relais de sortie non bloqué",
+    )
     async def readyz() -> JSONResponse:
+        problems = []
         for check in readiness:
             try:
-                ok = await check()
+                problem = await check()
             except Exception:
-                ok = False
-            if not ok:
-                return problem_response(
-                    Problem(
-                        f"Pas prêt : {getattr(check, '__name__', 'check')} a échoué.",
-                        status=503,
-                    )
-                )
+                problem = f"{getattr(check, '__name__', 'vérification')} a échoué"
+            if problem:
+                problems.append(problem)
+        if problems:
+            return problem_response(
+                Problem(f"Pas prêt : {' ; '.join(problems)}.", status=503, problems=problems)
+            )
         return JSONResponse({"status": "ready"})
 
 

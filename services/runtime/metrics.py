@@ -77,11 +77,21 @@ class RelayInstruments:
     published: Counter
     batches: Counter
     position: Gauge
+    stuck_flag: Gauge
+    stuck_position: Gauge
 
     def delivered(self, messages: int, position: int) -> None:
         self.published.inc(messages)
         self.batches.inc()
         self.position.set(position)
+
+    def stuck(self, position: int) -> None:
+        self.stuck_flag.set(1)
+        self.stuck_position.set(position)
+
+    def unstuck(self) -> None:
+        self.stuck_flag.set(0)
+        self.stuck_position.set(0)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,16 @@ class ConsumerInstruments:
     applied: Counter
     lag: Gauge
     redelivered: Counter
+    dead_letters: Counter  # labelled by reason: .labels(reason).inc()
+    skipped: Counter  # labelled by reason
+    consumer: str
+    stream: str
+
+    def dead(self, reason: str) -> None:
+        self.dead_letters.labels(self.consumer, self.stream, reason).inc()
+
+    def skip(self, reason: str) -> None:
+        self.skipped.labels(self.consumer, self.stream, reason).inc()
 
 
 class Metrics:
@@ -131,9 +151,25 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.relay_stuck = Gauge(
+            "certibloc_relay_stuck",
+            "1 while the outbox relay cannot publish past a position (a message the bus refuses, "
+            "or the same position failing for longer than the relay's stuck_after), else 0.",
+            ["stream"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.relay_stuck_position = Gauge(
+            "certibloc_relay_stuck_position",
+            "Log position the outbox relay is stuck at (0 when it is not stuck).",
+            ["stream"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.consumer_applied = Counter(
             "certibloc_consumer_events_applied",
-            "Upstream events applied (exactly once) by a consumer.",
+            "Upstream events a consumer took, exactly once: applied by its handler, or passed "
+            "over (a type it has no use for). Dead letters are counted apart.",
             ["consumer", "stream"],
             registry=r,
         )
@@ -152,20 +188,43 @@ class Metrics:
             ["consumer", "stream"],
             registry=r,
         )
+        self.consumer_dead_letters = Counter(
+            "certibloc_consumer_dead_letters",
+            "Messages a consumer terminated and copied to its dead-letter stream, by reason "
+            "(malformed: not a CloudEvent; foreign_source: not from the stream's producer; "
+            "invalid: data does not fit its type's contract; rejected: refused by its handler).",
+            ["consumer", "stream", "reason"],
+            registry=r,
+        )
+        self.consumer_skipped = Counter(
+            "certibloc_consumer_skipped",
+            "Messages a consumer passed over without effect, by reason (unknown_type: a type "
+            "its producer's catalog does not hold, e.g. a later version).",
+            ["consumer", "stream", "reason"],
+            registry=r,
+        )
         self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def relay(self, stream: str) -> RelayInstruments:
-        return RelayInstruments(
+        instruments = RelayInstruments(
             self.relay_published.labels(stream),
             self.relay_batches.labels(stream),
             self.relay_position.labels(stream),
+            self.relay_stuck.labels(stream),
+            self.relay_stuck_position.labels(stream),
         )
+        instruments.unstuck()  # both series from 0
+        return instruments
 
     def consumer(self, consumer: str, stream: str) -> ConsumerInstruments:
         return ConsumerInstruments(
             self.consumer_applied.labels(consumer, stream),
             self.consumer_lag.labels(consumer, stream),
             self.consumer_redelivered.labels(consumer, stream),
+            self.consumer_dead_letters,
+            self.consumer_skipped,
+            consumer,
+            stream,
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

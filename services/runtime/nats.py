@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import ssl
+from pathlib import Path
 
 import nats
 from nats.aio.client import Client
@@ -17,7 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from contracts.subjects import stream_subjects
+from contracts.subjects import deadletter_stream, deadletter_subjects, stream_subjects
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +34,43 @@ def server_urls(url: str) -> list[str]:
     return servers
 
 
-async def connect(url: str, name: str) -> Client:
-    """Connect with unbounded reconnects: a NATS restart must never kill a service.
+class MissingCredentials(RuntimeError):
+    """The service's NKey seed file is not where its settings say."""
+
+
+def require_credentials(seed_file: Path) -> None:
+    if not seed_file.is_file():
+        raise MissingCredentials(
+            f"no NATS credentials at {seed_file}: `make run` creates them under var/; "
+            "elsewhere set CERTIBLOC_NATS_CREDENTIALS_DIR (deploy/README.md)"
+        )
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    seed_file: Path,
+    inbox_prefix: str,
+    tls_ca_file: Path | None = None,
+) -> Client:
+    """Connect with the service's own NKey, and unbounded reconnects: a NATS restart must
+    never kill a service.
 
     ``url`` may list several servers of a cluster (``nats://a:4222,nats://b:4222``). The first
     connection goes to any of them that answers (in random order, which spreads the services
     over the nodes); once connected the client also learns the cluster's other nodes from the
-    server, and moves to one of them when its node goes away.
+    server, and moves to one of them when its node goes away. ``tls://`` URLs (or a CA file)
+    connect over TLS, checking the server's certificate against ``tls_ca_file`` when given,
+    else the system's trust store. Replies come to ``inbox_prefix``, the only subjects the
+    service may subscribe to.
     """
+    require_credentials(seed_file)
+    tls: ssl.SSLContext | None = None
+    if tls_ca_file is not None or any(u.startswith("tls://") for u in server_urls(url)):
+        tls = ssl.create_default_context(
+            cafile=str(tls_ca_file) if tls_ca_file is not None else None
+        )
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": str(exc)})
@@ -60,6 +91,9 @@ async def connect(url: str, name: str) -> Client:
     client = await nats.connect(
         server_urls(url),
         name=name,
+        nkeys_seed=str(seed_file),
+        inbox_prefix=inbox_prefix,
+        tls=tls,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         error_cb=on_error,
@@ -69,15 +103,25 @@ async def connect(url: str, name: str) -> Client:
     return client
 
 
-async def ensure_stream(js: JetStreamContext, stream: str, service: str, replicas: int) -> None:
-    """Create the producing service's stream, or align its subjects. Safe to call at every start."""
+async def ensure_stream(
+    js: JetStreamContext,
+    stream: str,
+    service: str,
+    replicas: int,
+    *,
+    max_msg_size: int | None = None,
+    subjects: list[str] | None = None,
+) -> None:
+    """Create the producing service's stream, or align its subjects and message size limit.
+    Safe to call at every start."""
     config = StreamConfig(
         name=stream,
-        subjects=stream_subjects(service),
+        subjects=subjects or stream_subjects(service),
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         num_replicas=replicas,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        max_msg_size=max_msg_size,
     )
     try:
         info = await js.stream_info(stream)
@@ -85,8 +129,21 @@ async def ensure_stream(js: JetStreamContext, stream: str, service: str, replica
         await js.add_stream(config)
         log.info("stream created", extra={"stream": stream})
         return
-    if sorted(info.config.subjects or []) != sorted(config.subjects or []):
+    if sorted(info.config.subjects or []) != sorted(config.subjects or []) or (
+        max_msg_size is not None and info.config.max_msg_size != max_msg_size
+    ):
         await js.update_stream(config)
+
+
+async def ensure_deadletter_stream(js: JetStreamContext, service: str, replicas: int) -> None:
+    """The consuming service's dead-letter stream (kept until an operator removes it)."""
+    await ensure_stream(
+        js,
+        deadletter_stream(service),
+        service,
+        replicas,
+        subjects=deadletter_subjects(service),
+    )
 
 
 async def ensure_consumer(

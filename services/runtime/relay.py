@@ -10,6 +10,13 @@ tracking record in the service's own database, after the stream acknowledged the
 
 The trace context a stored event was stamped with (``services.runtime.tracing``) goes out as
 the CloudEvent's ``traceparent``/``tracestate`` and as the same NATS headers.
+
+A relay never stalls in silence: when a message cannot be published for a reason retrying
+will not fix (larger than the server accepts, refused by the stream), or when the same
+position keeps failing for ``stuck_after`` seconds, the relay reports itself *stuck* at that
+position — an error log line naming it, the ``certibloc_relay_stuck`` and
+``certibloc_relay_stuck_position`` gauges, and a red ``/readyz`` — and keeps retrying, so it
+resumes by itself once the cause is fixed. Other streams and services are not affected.
 """
 
 from __future__ import annotations
@@ -17,50 +24,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from eventsourcing.persistence import IntegrityError, Tracking
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
-from pydantic import BaseModel
+from nats.js.errors import APIError, NotFoundError
 
-from contracts.envelope import message_position, notification_of
-from contracts.subjects import subject_for
+from contracts.envelope import notification_of
 from services.runtime import tracing
 from services.runtime.metrics import Metrics
+from services.runtime.outbox import Outgoing, Prepared, Translator, encode
 from services.runtime.store import ServiceApplication
 
+__all__ = ["OutboxRelay", "Outgoing", "Translator"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One contract event to publish: its model and the CloudEvents ``subject``."""
-
-    event: BaseModel
-    event_type: str
-    subject: str | None = None
-
-
-Translator = Callable[[Any], Sequence[Outgoing]]
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    subject: str
-    payload: bytes
-    headers: dict[str, str]
+STUCK_LOG_EVERY = 60.0  # while stuck, the error line is repeated this often (seconds)
 
 
 @dataclass(frozen=True)
 class _Batch:
-    messages: list[_Prepared]
+    messages: list[Prepared]
     scanned: int
     last_notification_id: int
     last_position: int
+
+
+class PublishFailed(Exception):
+    """A message of a batch was not acknowledged: which one, and why."""
+
+    def __init__(self, message: Prepared, error: BaseException) -> None:
+        super().__init__(f"{message.msg_id}: {type(error).__name__}: {error}")
+        self.position = message.position
+        self.msg_id = message.msg_id
+        self.error = error
+        self.permanent = _permanent(error)
+
+
+def _permanent(error: BaseException) -> bool:
+    """Errors a retry cannot fix: the message itself is refused."""
+    if isinstance(error, MaxPayloadError):
+        return True
+    # JetStream answers 400 when the stream refuses the message (e.g. above its max_msg_size);
+    # 503 and timeouts are an unavailable server or leader election: those pass.
+    return isinstance(error, APIError) and error.code == 400
+
+
+@dataclass(frozen=True)
+class Stuck:
+    """Where a relay cannot get past, since when, and why."""
+
+    position: int
+    reason: str
+    since: float  # time.monotonic()
+    permanent: bool
 
 
 class OutboxRelay:
@@ -75,6 +95,7 @@ class OutboxRelay:
         batch_size: int = 100,
         idle_seconds: float = 0.05,
         publish_timeout: float = 10.0,
+        stuck_after: float = 30.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.app = app
@@ -85,6 +106,10 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
         self.publish_timeout = publish_timeout
+        self.stuck_after = stuck_after
+        self.stuck: Stuck | None = None
+        self._failing: Stuck | None = None  # the first failure at the current position
+        self._stuck_logged = 0.0
         self.tracking_name = f"relay:{stream}"
         self.published_total = 0
         self.instruments = metrics.relay(stream) if metrics is not None else None
@@ -116,14 +141,14 @@ class OutboxRelay:
                 if batch is not None and batch.messages:
                     inflight = asyncio.create_task(self._deliver(batch))
                 backoff = 0.1
-            except Exception:
-                log.exception("relay failed; resuming from the stored position")
+            except Exception as error:
+                self._failed(error)
                 if inflight is not None:
                     inflight.cancel()
                     inflight = None
                 self._position = None
                 await _wait_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 30.0 if self.stuck else 5.0)
                 continue
             if batch is None or batch.scanned < self.batch_size:
                 if inflight is not None:
@@ -150,6 +175,64 @@ class OutboxRelay:
         assert self._position is not None
         return self._position
 
+    def problem(self) -> str | None:
+        """Why this relay is not ready (in French, for ``/readyz``), or None."""
+        stuck = self.stuck
+        if stuck is None:
+            return None
+        return (
+            f"le relais du flux {self.stream} est bloqué à la position {stuck.position} "
+            f"depuis {time.monotonic() - stuck.since:.0f} s : {stuck.reason}"
+        )
+
+    # --- health --------------------------------------------------------------------------
+
+    def _failed(self, error: Exception) -> None:
+        """Note a failed attempt; report the relay stuck when retrying will not help."""
+        now = time.monotonic()
+        if isinstance(error, PublishFailed):
+            position, reason, permanent = error.position, str(error), error.permanent
+        else:
+            position = (self._position or 0) + 1  # somewhere after the stored position
+            reason, permanent = f"{type(error).__name__}: {error}", False
+        if self._failing is None or self._failing.position != position:
+            self._failing = Stuck(position, reason, now, permanent)
+        since = self._failing.since
+        if permanent or now - since >= self.stuck_after:
+            if self.stuck is None or self.stuck.position != position:
+                self.stuck = Stuck(position, reason, since, permanent)
+                self._stuck_logged = 0.0
+                if self.instruments is not None:
+                    self.instruments.stuck(position)
+            if now - self._stuck_logged >= STUCK_LOG_EVERY:
+                self._stuck_logged = now
+                log.error(
+                    "relay stuck: cannot publish past this position",
+                    extra={
+                        "stream": self.stream,
+                        "position": position,
+                        "reason": reason,
+                        "permanent": permanent,
+                        "stuck_seconds": round(now - since),
+                    },
+                )
+        else:
+            log.warning(
+                "relay failed; resuming from the stored position",
+                extra={"stream": self.stream, "position": position, "reason": reason},
+            )
+
+    def _progressed(self) -> None:
+        self._failing = None
+        if self.stuck is not None:
+            log.warning(
+                "relay resumed",
+                extra={"stream": self.stream, "position": self.stuck.position},
+            )
+            self.stuck = None
+            if self.instruments is not None:
+                self.instruments.unstuck()
+
     # --- internals -----------------------------------------------------------------------
 
     async def _deliver(self, batch: _Batch) -> None:
@@ -172,6 +255,7 @@ class OutboxRelay:
         self._count(batch)
 
     def _count(self, batch: _Batch) -> None:
+        self._progressed()
         self.published_total += len(batch.messages)
         if self.instruments is not None:
             self.instruments.delivered(len(batch.messages), batch.last_position)
@@ -230,56 +314,58 @@ class OutboxRelay:
         if not notifications:
             return None
         previous = self._prepared_position
-        messages: list[_Prepared] = []
+        messages: list[Prepared] = []
         for notification in notifications:
             domain_event = self.app.mapper.to_domain_event(notification)
             timestamp = getattr(domain_event, "timestamp", None)
             traceparent, tracestate = tracing.stamped(domain_event)
             for index, out in enumerate(self.translate(domain_event)):
-                position = message_position(notification.id, index)
-                if position <= self._skip_through:
-                    continue
-                envelope = {
-                    "specversion": "1.0",
-                    "id": f"{notification.id}.{index}",
-                    "source": self.source,
-                    "type": out.event_type,
-                    "subject": out.subject,
-                    "time": timestamp,
-                    "datacontenttype": "application/json",
-                    "dataschema": f"urn:certibloc:schema:{out.event_type}",
-                    "position": position,
-                    "previous": previous,
-                    "data": out.event.model_dump(mode="json"),
-                }
-                if traceparent:
-                    envelope["traceparent"] = traceparent
-                    if tracestate:
-                        envelope["tracestate"] = tracestate
-                messages.append(
-                    _Prepared(
-                        subject=subject_for(out.event_type),
-                        payload=orjson.dumps(envelope),
-                        headers={
-                            "Nats-Msg-Id": f"{self.source}:{notification.id}:{index}",
-                            **tracing.headers_of(traceparent, tracestate),
-                        },
-                    )
+                message = encode(
+                    out,
+                    source=self.source,
+                    notification_id=notification.id,
+                    index=index,
+                    previous=previous,
+                    timestamp=timestamp,
+                    traceparent=traceparent,
+                    tracestate=tracestate,
                 )
-                previous = position
+                if message.position <= self._skip_through:
+                    continue
+                messages.append(message)
+                previous = message.position
         self._cursor = notifications[-1].id
         self._prepared_position = previous
         return _Batch(messages, len(notifications), notifications[-1].id, previous)
 
-    async def _publish(self, messages: list[_Prepared]) -> None:
-        futures = [
-            await self.js.publish_async(m.subject, m.payload, headers=m.headers, stream=self.stream)
-            for m in messages
-        ]
-        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.publish_timeout)
-        for ack in acks:
+    async def _publish(self, messages: list[Prepared]) -> None:
+        futures = []
+        for m in messages:
+            try:
+                # A copy: nats-py adds its expected-stream header to the dict it is given.
+                futures.append(
+                    await self.js.publish_async(
+                        m.subject, m.payload, headers=dict(m.headers), stream=self.stream
+                    )
+                )
+            except Exception as error:
+                for future in futures:
+                    future.cancel()
+                raise PublishFailed(m, error) from error
+        _, pending = await asyncio.wait(futures, timeout=self.publish_timeout)
+        for future in pending:
+            future.cancel()
+        for m, future in zip(messages, futures, strict=True):
+            if future in pending:
+                raise PublishFailed(
+                    m, TimeoutError(f"no acknowledgement in {self.publish_timeout} s")
+                )
+            refused = future.exception()
+            if refused is not None:
+                raise PublishFailed(m, refused) from refused
+            ack = future.result()
             if ack.stream != self.stream:
-                raise RuntimeError(f"published to {ack.stream}, expected {self.stream}")
+                raise PublishFailed(m, RuntimeError(f"published to {ack.stream}"))
 
 
 async def _wait_first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

@@ -1,24 +1,33 @@
-"""Lifecycle shared by the services: connect to NATS, ensure the stream, run the outbox relay
-(and consumers) for as long as the HTTP app lives."""
+"""Lifecycle shared by the services: connect to NATS with the service's own credentials,
+ensure its stream, run its outbox relay, its consumers and any other worker for as long as
+the HTTP app lives."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from contracts.subjects import STREAMS, source_for
 from services.runtime import metrics as prometheus
+from services.runtime.consumer import ConsumerSpec, EventConsumer
 from services.runtime.metrics import Metrics
-from services.runtime.nats import connect, ensure_stream
-from services.runtime.relay import OutboxRelay, Translator
+from services.runtime.nats import MissingCredentials, connect, ensure_stream
+from services.runtime.natsauth import inbox_prefix
+from services.runtime.outbox import OutboxGuard, Translator
+from services.runtime.relay import OutboxRelay
 from services.runtime.settings import ServiceSettings
 from services.runtime.store import ServiceApplication
 
@@ -34,32 +43,44 @@ class ServiceRuntime:
     settings: ServiceSettings
     app: ServiceApplication
     translate: Translator
-    workers: list[Worker] = field(default_factory=list)
-    # (stream, producing service) this service consumes; created if the producer has not yet,
-    # with the producer's own configuration, so start-up order does not matter.
-    upstream_streams: list[tuple[str, str]] = field(default_factory=list)
+    consumers: Sequence[ConsumerSpec] = ()
+    workers: list[Worker] = field(default_factory=list)  # run beside the consumers
     metrics: Metrics = field(default_factory=Metrics)
     nats: Client | None = None
     relay: OutboxRelay | None = None
+    running_consumers: list[EventConsumer] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    guard: OutboxGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = self.settings.service_name
+        # Nothing the relay could not publish is ever stored: checked at every save.
+        self.guard = OutboxGuard(self.translate, source_for(name), self.settings.nats_max_payload)
+        self.app.outbox_guard = self.guard
 
     async def start(self) -> None:
         name = self.settings.service_name
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(Exception),
+            retry=retry_if_not_exception_type(MissingCredentials),
             stop=stop_after_delay(60),
             wait=wait_exponential(multiplier=0.2, max=2),
             reraise=True,
         ):
             with attempt:
-                self.nats = await connect(self.settings.nats_url, name)
+                self.nats = await connect(
+                    self.settings.nats_url,
+                    name,
+                    seed_file=self.settings.nats_seed_file,
+                    inbox_prefix=inbox_prefix(name),
+                    tls_ca_file=self.settings.nats_tls_ca_file,
+                )
         assert self.nats is not None
+        self._check_max_payload(self.nats.max_payload)
         js = self.nats.jetstream()
         stream = STREAMS[name]
-        await ensure_stream(js, stream, name, self.settings.nats_stream_replicas)
-        for upstream, producer in self.upstream_streams:
-            await ensure_stream(js, upstream, producer, self.settings.nats_stream_replicas)
+        replicas = self.settings.nats_stream_replicas
+        await ensure_stream(js, stream, name, replicas, max_msg_size=self.guard.limit)
         self.relay = OutboxRelay(
             self.app,
             self.translate,
@@ -68,14 +89,35 @@ class ServiceRuntime:
             stream=stream,
             batch_size=self.settings.relay_batch,
             idle_seconds=self.settings.relay_idle_seconds,
+            stuck_after=self.settings.relay_stuck_seconds,
             metrics=self.metrics,
         )
         if self.settings.relay_enabled:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
         if self.settings.consumers_enabled:
+            for spec in self.consumers:
+                consumer = EventConsumer(
+                    self.app,
+                    spec,
+                    js,
+                    service=name,
+                    batch_size=self.settings.consumer_batch,
+                    replicas=replicas,
+                    metrics=self.metrics,
+                )
+                self.running_consumers.append(consumer)
+                self._tasks.append(asyncio.create_task(consumer.run(self._stop)))
             for worker in self.workers:
                 self._tasks.append(asyncio.create_task(worker(js, self._stop)))
         log.info("service started", extra={"nats": self.settings.nats_url})
+
+    def _check_max_payload(self, server_max: int) -> None:
+        if server_max < self.guard.limit:
+            log.error(
+                "the NATS server accepts smaller messages than configured: using its limit",
+                extra={"server_max_payload": server_max, "configured": self.guard.limit},
+            )
+            self.guard.limit = server_max
 
     async def stop(self) -> None:
         self._stop.set()
@@ -90,11 +132,28 @@ class ServiceRuntime:
         if self.metrics.multiprocess:
             prometheus.process_exited()
 
-    async def nats_ready(self) -> bool:
-        return self.nats is not None and self.nats.is_connected
+    # --- readiness (each answers None when fine, else why not, in French) ---------------
 
-    async def store_ready(self) -> bool:
-        return await asyncio.to_thread(self.app.is_reachable)
+    async def nats_ready(self) -> str | None:
+        if self.nats is not None and self.nats.is_connected:
+            return None
+        return "NATS injoignable"
+
+    async def store_ready(self) -> str | None:
+        try:
+            await asyncio.to_thread(self.app.is_reachable)
+        except Exception:
+            return "stockage d'événements injoignable"
+        return None
+
+    async def relay_ready(self) -> str | None:
+        if self.relay is None or not self.settings.relay_enabled:
+            return None
+        return self.relay.problem()
+
+    @property
+    def readiness(self) -> list[Callable[[], Coroutine[Any, Any, str | None]]]:
+        return [self.store_ready, self.nats_ready, self.relay_ready]
 
     @asynccontextmanager
     async def lifespan(self, _: object) -> AsyncIterator[None]:

@@ -47,6 +47,25 @@ class ServiceSettings(BaseSettings):
         default="nats://127.0.0.1:4250",
         validation_alias=AliasChoices("CERTIBLOC_NATS_URL", "nats_url"),
     )
+    nats_credentials_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CERTIBLOC_NATS_CREDENTIALS_DIR", "nats_credentials_dir"),
+        description="Directory holding this service's NKey seed, <service>.nk "
+        "(default: <var_dir>/nats/credentials, where make run creates them).",
+    )
+    nats_tls_ca_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CERTIBLOC_NATS_TLS_CA_FILE", "nats_tls_ca_file"),
+        description="CA certificate the NATS servers' certificates are checked against (TLS).",
+    )
+    nats_max_payload: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        validation_alias=AliasChoices("CERTIBLOC_NATS_MAX_PAYLOAD", "nats_max_payload"),
+        description="The bus's max_payload (bytes): no request may record an event whose "
+        "message would exceed it. The server's own setting must be at least this.",
+    )
     nats_stream_replicas: int = Field(
         default=1,
         ge=1,
@@ -68,6 +87,18 @@ class ServiceSettings(BaseSettings):
     )
     relay_batch: int = Field(default=100, ge=1)
     relay_idle_seconds: float = Field(default=0.05, gt=0)
+    relay_stuck_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A relay failing at the same position this long reports itself stuck "
+        "(log, metric, red /readyz); a message the bus refuses does at once.",
+    )
+    consumer_batch: int = Field(default=500, ge=1, description="Messages fetched at once.")
+
+    @property
+    def nats_seed_file(self) -> Path:
+        directory = self.nats_credentials_dir or self.var_dir / "nats" / "credentials"
+        return directory / f"{self.service_name}.nk"
 
     def eventsourcing_env(self, app_name: str) -> dict[str, str]:
         """The environment handed to the eventsourcing Application.

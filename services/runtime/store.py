@@ -20,6 +20,7 @@ from eventsourcing.postgres import PostgresFactory
 from eventsourcing.utils import get_topic
 
 from services.runtime import tracing
+from services.runtime.outbox import OutboxGuard
 from services.runtime.postgres import LargeWriteSafeProcessRecorder
 
 A = TypeVar("A", bound=Aggregate)
@@ -37,6 +38,9 @@ class ServiceApplication(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
+        # Set by the service's runtime: refuses what its relay could not publish (save only;
+        # consumers' units of work are bounded by the contracts they read).
+        self.outbox_guard: OutboxGuard | None = None
         self._saved_listeners: list[Callable[[], None]] = []
         self._recorded_listeners: list[RecordedListener] = []
         self._listeners_lock = threading.Lock()
@@ -77,6 +81,8 @@ class ServiceApplication(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         tracing.stamp_pending(objs)  # the trace context travels with the stored events
+        if self.outbox_guard is not None:
+            self.outbox_guard.check(e for o in objs for e in getattr(o, "pending_events", ()))
         recordings = super().save(*objs, **kwargs)
         if self._recorded_listeners:
             self._fire_recorded([r.domain_event for r in recordings])
@@ -141,6 +147,25 @@ class ServiceApplication(Application[UUID]):
         if not isinstance(found, cls):
             raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
         return found
+
+    def find_owned(
+        self,
+        unit: ProcessingEvent[UUID] | None,
+        ids: Sequence[UUID],
+        cls: type[A],
+        exam_center: str,
+    ) -> A | None:
+        """The first of ``ids`` that is a ``cls`` of ``exam_center`` (inside a unit of work when
+        one is given). For records keyed by (center, number) that may still be under an older
+        key by number alone: the older one counts only if it belongs to the same center."""
+        for aggregate_id in ids:
+            if unit is not None:
+                found = self.get_in(unit, aggregate_id, cls)
+            else:
+                found = self.get_optional(aggregate_id, cls)
+            if found is not None and getattr(found, "exam_center", None) == exam_center:
+                return found
+        return None
 
     def _get_or_none(self, aggregate_id: UUID) -> Aggregate | None:
         try:

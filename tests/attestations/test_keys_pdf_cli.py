@@ -15,7 +15,7 @@ from services.attestations.keys import KeyStore
 from services.runtime import tokens
 from tests.attestations.harness import Attestations
 from tests.attestations.test_service import attestations_of, independent_verify, until
-from tests.registry.harness import Registry, candidate, full_lines, pv
+from tests.registry.harness import CENTER_A, Registry, candidate, full_lines, pv
 
 
 async def _issue(http: httpx.AsyncClient, registry: Registry, number: str, bloc: str) -> None:
@@ -126,7 +126,9 @@ async def test_pdf_is_built_once_signed_and_verifiable(
         await _issue(http, registry, "P1", "RNCP40705BC03")
         (item,) = await attestations_of(http, att, registry, "P1", 1)
         url = f"{att.url}/v1/attestations/{item['id']}/pdf"
-        token = tokens.mint(att.download_secret, "P1", ttl_seconds=600)
+        token = tokens.mint(
+            att.download_secret, tokens.holder_subject(CENTER_A, "P1"), ttl_seconds=600
+        )
         first = await http.get(url, params={"token": token})
         assert first.status_code == 200 and first.headers["content-type"] == "application/pdf"
         assert first.content.startswith(b"%PDF")
@@ -142,7 +144,9 @@ async def test_pdf_is_built_once_signed_and_verifiable(
             )
         ).json()
         assert report["valid"] is True and report["status"] == "valid"
-        expired = tokens.mint(att.download_secret, "P1", ttl_seconds=-1)
+        expired = tokens.mint(
+            att.download_secret, tokens.holder_subject(CENTER_A, "P1"), ttl_seconds=-1
+        )
         assert (await http.get(url, params={"token": expired})).status_code == 403
         not_pdf = (
             await http.post(

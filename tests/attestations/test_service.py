@@ -16,7 +16,7 @@ import pytest
 from services.attestations.verification import schema_problems
 from services.runtime import tokens
 from tests.attestations.harness import Attestations
-from tests.registry.harness import CENTER_B, JURY, Registry, candidate, full_lines, pv
+from tests.registry.harness import CENTER_A, CENTER_B, JURY, Registry, candidate, full_lines, pv
 
 
 async def until(check: Any, timeout: float = 20.0) -> Any:
@@ -109,8 +109,8 @@ async def test_pv_to_valid_revocable_attestations(
     cred_url = f"{att.url}/v1/attestations/{bc01['id']}/credential"
     assert (await http.get(cred_url)).status_code == 401
     assert (await http.get(cred_url, headers=registry.auth(CENTER_B))).status_code in (401, 404)
-    token = tokens.mint(att.download_secret, "F1", ttl_seconds=600)
-    other = tokens.mint(att.download_secret, "A1", ttl_seconds=600)
+    token = tokens.mint(att.download_secret, tokens.holder_subject(CENTER_A, "F1"), ttl_seconds=600)
+    other = tokens.mint(att.download_secret, tokens.holder_subject(CENTER_A, "A1"), ttl_seconds=600)
     assert (await http.get(cred_url, params={"token": other})).status_code == 403
     by_token = await http.get(cred_url, params={"token": token})
     assert by_token.status_code == 200

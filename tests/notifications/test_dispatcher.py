@@ -130,7 +130,7 @@ def test_cached_recipient_behind_a_replica_fails_on_version_then_is_read_again(
     db = tmp_path / "notifications.sqlite"
     a, b = new_app(db), new_app(db)
     try:
-        rid = Recipient.create_id("C0001")
+        rid = Recipient.create_id("0750001A", "C0001")
         unit: ProcessingEvent[UUID] = ProcessingEvent()
         a.stage(unit, Recipient("C0001", "0750001A", "lea@example.org", ["Léa"], "Durand"))
         a.record(unit, None)  # a now holds the recipient in its cache, at version 1

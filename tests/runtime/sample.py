@@ -13,11 +13,13 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.domain import Aggregate, event
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from pydantic import BaseModel
 
 from contracts.envelope import CloudEvent
+from contracts.events import ContractEvent
 from contracts.subjects import SUBJECT_PREFIX
-from services.runtime.relay import Outgoing
+from services.runtime.consumer import ConsumerSpec
+from services.runtime.messages import HandlerTable
+from services.runtime.outbox import Outgoing
 from services.runtime.store import ServiceApplication
 
 
@@ -36,22 +38,32 @@ class Upstream(ServiceApplication):
     name = "Upstream"
 
 
-class Tick(BaseModel):
-    counter: str
-    step: int
+class Tick(ContractEvent):
+    """A counter moved one step (the sample producer's only published event)."""
+
     NAME: ClassVar[str] = "tick"
+    counter: str = ""
+    step: int
+
+
+def tick_of(service: str) -> type[Tick]:
+    """The ``tick`` event of a sample producing service (each test has its own service)."""
+    return type("Tick", (Tick,), {"SERVICE": service, "__doc__": Tick.__doc__})
 
 
 class SampleTranslator:
     """Created stays internal; Incremented(by=n) publishes n ticks (several per notification)."""
 
     def __init__(self, service: str) -> None:
-        self.event_type = f"fr.certibloc.{service}.tick.v1"
+        self.model = tick_of(service)
+        self.event_type = self.model.event_type()
 
     def __call__(self, domain_event: Any) -> Sequence[Outgoing]:
         if isinstance(domain_event, Counter.Incremented):
             return [
-                Outgoing(Tick(counter=str(domain_event.originator_id), step=i), self.event_type)
+                Outgoing(
+                    self.model(counter=str(domain_event.originator_id), step=i), self.event_type
+                )
                 for i in range(domain_event.by)
             ]
         return []
@@ -81,13 +93,17 @@ class Downstream(ServiceApplication):
         return self.get_optional(Tally.create_id("all"), Tally)
 
 
-def handle(app: Downstream) -> Any:
-    def handler(ce: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
+def spec(app: Downstream, service: str, **kw: Any) -> ConsumerSpec:
+    """A consumer of ``service``'s ticks that tallies each one's id."""
+    model = tick_of(service)
+
+    def count(_: Tick, ce: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
         tally = app.get_in(unit, Tally.create_id("all"), Tally) or Tally(key="all")
         tally.count(event_id=ce.id)
         unit.collect_events(tally)
 
-    return handler
+    table = HandlerTable(service, catalog={model.event_type(): model}).on(model, count)
+    return ConsumerSpec(f"D_{service}", table, **kw)
 
 
 def unique_service() -> str:

@@ -10,9 +10,9 @@ import orjson
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from services.runtime.consumer import EventConsumer
+from services.runtime.consumer import EventConsumer, Raw
 from services.runtime.nats import ensure_stream
-from tests.runtime.sample import Downstream, handle, unique_service
+from tests.runtime.sample import Downstream, spec, unique_service
 from tests.support.processes import wait_for
 
 
@@ -55,10 +55,10 @@ async def setup(nc: Client) -> tuple[JetStreamContext, str]:
 def consumer(app: Downstream, js: JetStreamContext, service: str, **kw: object) -> EventConsumer:
     return EventConsumer(
         app,
-        handle(app),
+        spec(app, service),
         js,
+        service=f"down{service}",
         stream=f"S_{service}",
-        durable=f"D_{service}",
         upstream=service,
         fetch_timeout=0.2,
         retry_delay=0.05,
@@ -104,9 +104,8 @@ async def test_restarted_consumer_redelivery_is_acked_not_reapplied(
     await first.start()
     # Apply without acknowledging: what a crash between commit and ack leaves behind.
     msgs = await first._sub.fetch(2, timeout=1)
-    from contracts.envelope import CloudEvent
-
-    verdicts = first._apply([CloudEvent.model_validate(orjson.loads(m.data)) for m in msgs])
+    raws = [Raw(m.data, m.subject, m.reply, (None, None)) for m in msgs]
+    verdicts = await asyncio.to_thread(first._parse_and_apply, raws)
     assert verdicts.applied == 2
     for m in msgs:
         await m.nak()  # redeliver now rather than after ack_wait

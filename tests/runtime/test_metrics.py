@@ -20,7 +20,7 @@ from services.runtime.consumer import EventConsumer
 from services.runtime.http import create_app
 from services.runtime.metrics import Metrics
 from services.runtime.relay import OutboxRelay
-from tests.runtime.sample import Counter, Downstream, SampleTranslator, Upstream, handle
+from tests.runtime.sample import Counter, Downstream, SampleTranslator, Upstream, spec
 from tests.runtime.test_consumer import publish, setup
 
 
@@ -123,10 +123,10 @@ async def test_consumer_metrics_count_applied_lag_and_redeliveries(
     metrics = Metrics()
     consumer = EventConsumer(
         app,
-        handle(app),
+        spec(app, service),
         js,
+        service=f"down{service}",
         stream=f"S_{service}",
-        durable=f"D_{service}",
         upstream=service,
         batch_size=1,
         fetch_timeout=1,

@@ -18,9 +18,10 @@ from nats.js.api import DeliverPolicy
 from contracts.envelope import CloudEvent
 from contracts.subjects import SUBJECT_PREFIX
 from services.runtime import tracing
-from services.runtime.consumer import EventConsumer
+from services.runtime.consumer import ConsumerSpec, EventConsumer
 from services.runtime.http import create_app
 from services.runtime.logging import JsonFormatter
+from services.runtime.messages import HandlerTable
 from services.runtime.nats import ensure_stream
 from services.runtime.relay import OutboxRelay
 from services.runtime.store import ServiceApplication
@@ -29,7 +30,9 @@ from tests.runtime.sample import (
     Downstream,
     SampleTranslator,
     Tally,
+    Tick,
     Upstream,
+    tick_of,
     unique_service,
 )
 from tests.runtime.test_consumer import envelope
@@ -252,17 +255,19 @@ async def test_the_relay_puts_the_stamp_on_the_envelope_and_in_the_nats_headers(
 # --- the consumer ----------------------------------------------------------------------------
 
 
-def _one_tally_per_event(app: Downstream) -> Any:
+def _one_tally_per_event(app: Downstream, service: str) -> ConsumerSpec:
     """Each event opens its own aggregate (staged), and the shared tally counts it (collected):
     both ways a handler produces events."""
+    model = tick_of(service)
 
-    def handler(ce: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
+    def handler(_: Tick, ce: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
         app.stage(unit, Tally(key=ce.id))
         tally = app.get_in(unit, Tally.create_id("all"), Tally) or Tally(key="all")
         tally.count(event_id=ce.id)
         unit.collect_events(tally)
 
-    return handler
+    table = HandlerTable(service, catalog={model.event_type(): model}).on(model, handler)
+    return ConsumerSpec(f"D_{service}", table)
 
 
 async def test_each_message_of_a_batch_is_handled_in_a_child_span_of_its_own_trace(
@@ -289,10 +294,10 @@ async def test_each_message_of_a_batch_is_handled_in_a_child_span_of_its_own_tra
     app = Downstream(env=sqlite_env)
     consumer = EventConsumer(
         app,
-        _one_tally_per_event(app),
+        _one_tally_per_event(app, service),
         js,
+        service=f"down{service}",
         stream=f"S_{service}",
-        durable=f"D_{service}",
         upstream=service,
         fetch_timeout=1,
     )

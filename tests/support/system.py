@@ -81,7 +81,7 @@ class System:
         self.sink.start()
         ports = {name: free_port() for name in ("attestations", "notifications")}
         common = {
-            "CERTIBLOC_NATS_URL": self.nats.url,
+            **self.nats.env,  # its URL and the services' NKeys
             "CERTIBLOC_LOG_LEVEL": "WARNING",
             "CERTIBLOC_DOWNLOAD_TOKEN_SECRET": DOWNLOAD_SECRET,
             "ATTESTATIONS_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['attestations']}",

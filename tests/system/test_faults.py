@@ -124,7 +124,7 @@ async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
         "NOTIFICATIONS_DISPATCH_CONCURRENCY": str(DISPATCH_CONCURRENCY),
     }
     with System(tmp_path / "system", settings=settings) as system:
-        nc = await nats.connect(system.nats.url, max_reconnect_attempts=-1)
+        nc = await system.nats.connect(max_reconnect_attempts=-1)
         js = nc.jetstream()
         try:
             # Where to strike: part-way through what the victim does for this PV.

@@ -38,9 +38,10 @@ from nats.js.api import DeliverPolicy
 from contracts.subjects import STREAMS, SUBJECT_PREFIX
 from services.notifications.sink import message_count, receptions
 from services.runtime.nats import connect
+from services.runtime.natsauth import OPERATOR, inbox_prefix, seed_file
 from tests.notifications.harness import serve_all
 from tests.registry.harness import CENTER_A, post_cohort
-from tests.support.cluster import NatsCluster
+from tests.support.cluster import NatsCluster, credentials_dir
 from tests.support.processes import NatsServer, eventually, free_port
 
 CANDIDATES = 100
@@ -114,7 +115,12 @@ async def test_losing_one_node_of_three_mid_run_loses_nothing(
     deadline = time.monotonic() + BUDGET
     monkeypatch.setenv("CERTIBLOC_NATS_REPLICAS", "3")  # every service, every stream it creates
     with NatsCluster(tmp_path / "nats") as cluster:
-        nc = await connect(cluster.urls, "test-observer")
+        nc = await connect(
+            cluster.urls,
+            "test-observer",
+            seed_file=seed_file(credentials_dir(cluster.root), OPERATOR),
+            inbox_prefix="_INBOX",
+        )
         js = nc.jetstream()
         try:
             with serve_all(tmp_path, cluster.urls) as (registry, att, notifications):
@@ -224,7 +230,13 @@ async def test_connect_with_a_list_skips_a_server_that_is_down(nats_server: Nats
     # The pool is tried in random order: a few connections make sure the dead one came first.
     for _ in range(4):
         client: Client = await asyncio.wait_for(
-            connect(f"{dead}, {nats_server.url}", "test-list"), timeout=10
+            connect(
+                f"{dead}, {nats_server.url}",
+                "test-list",
+                seed_file=nats_server.seed("registry"),
+                inbox_prefix=inbox_prefix("registry"),
+            ),
+            timeout=10,
         )
         try:
             assert client.is_connected

@@ -142,7 +142,8 @@ def _downloadable(
             "Lien personnel (?token=) ou clé d'API du centre requis pour télécharger.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if tokens.candidate_of(c.download_secret, token) != attestation.candidate_number:
+    holder = tokens.holder_subject(attestation.exam_center, attestation.candidate_number)
+    if tokens.subject_of(c.download_secret, token) != holder:
         raise Forbidden("Lien de téléchargement invalide ou expiré ; demandez-en un nouveau.")
     return attestation
 

@@ -96,6 +96,8 @@ class Attestation(Aggregate):
             public_id=self.public_id,
             kind=self.kind,
             code=self.code,
+            title=self.title,
+            certification=self.certification,
             candidate_number=self.candidate_number,
             exam_center=self.exam_center,
         )
@@ -111,6 +113,8 @@ class Attestation(Aggregate):
         code: str,
         candidate_number: str,
         exam_center: str,
+        title: str | None = None,  # recorded since 2026-12
+        certification: str | None = None,
     ) -> None:
         self.revoked_at = at
         self.revocation_reason = reason
@@ -128,11 +132,19 @@ _ATTESTATION_TOPIC = "services.attestations.domain.aggregates:Attestation"
 
 
 class Holder(Aggregate):
-    """A candidate as the attestations service knows it, and the attestations issued to them."""
+    """A candidate as the attestations service knows it, and the attestations issued to them.
+
+    Identified by the exam center and the candidate number (numbers are unique per center's
+    numbering authority, not nationally). Holders recorded before 2026-12 are keyed by the
+    number alone (``legacy_id``); lookups try both and check the center."""
 
     @staticmethod
     @lru_cache(maxsize=65536)
-    def create_id(candidate_number: str) -> UUID:
+    def create_id(exam_center: str, candidate_number: str) -> UUID:
+        return uuid5(NAMESPACE, f"holder:{exam_center}:{candidate_number}")
+
+    @staticmethod
+    def legacy_id(candidate_number: str) -> UUID:
         return uuid5(NAMESPACE, f"holder:{candidate_number}")
 
     @event("Registered")

@@ -10,7 +10,7 @@ import csv
 import io
 from typing import Any
 
-from services.registry.domain.pv import LINE_FIELDS, ROW_ERROR
+from services.registry.domain.pv import LINE_FIELDS, PV_LINES_MAX, ROW_ERROR
 from services.runtime.problems import Unprocessable
 
 REQUIRED = ("candidate_number", "bloc", "grade")
@@ -53,6 +53,11 @@ def read_rows(data: bytes) -> list[tuple[int, dict[str, Any]]]:
     try:
         for values in reader:
             number = reader.line_num
+            if len(rows) >= PV_LINES_MAX:
+                raise Unprocessable(
+                    f"Le fichier CSV compte plus de {PV_LINES_MAX} lignes : envoyez le "
+                    "procès-verbal en plusieurs fois."
+                )
             if not any(v.strip() for v in values):
                 continue
             if len(values) != len(header):

@@ -6,9 +6,9 @@ import hashlib
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.registry.api import csv_lines
 from services.registry.api.deps import Center, Registry
@@ -24,7 +24,8 @@ from services.registry.api.schemas import (
 )
 from services.registry.application import RegistryApp
 from services.registry.domain.candidate import Candidate
-from services.runtime.problems import BadRequest, Problem, Unprocessable, UnsupportedMediaType
+from services.runtime.http import field_errors
+from services.runtime.problems import BadRequest, Unprocessable, UnsupportedMediaType
 
 router = APIRouter(prefix="/v1")
 
@@ -33,8 +34,10 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         max_length=255,
-        description="Même clé et même contenu : la première réponse est rejouée, rien n'est "
-        "enregistré de nouveau. Même clé, autre contenu : 409.",
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="Même clé et même contenu : la première réponse est rejouée (200), rien "
+        "n'est enregistré de nouveau. Même clé, autre contenu : 409. ASCII imprimable, 255 "
+        "caractères au plus ; propre au centre et à la route.",
     ),
 ]
 
@@ -63,7 +66,9 @@ def post_candidate(
 
 
 @router.get("/candidates/{candidate_number}", tags=["candidats"], summary="Dossier d'un candidat")
-def get_candidate(candidate_number: str, center: Center, registry: Registry) -> dict[str, Any]:
+def get_candidate(
+    candidate_number: Annotated[str, Path(max_length=32)], center: Center, registry: Registry
+) -> dict[str, Any]:
     candidate = registry.candidate(center, candidate_number)
     return candidate_view(registry, candidate, with_history=True)
 
@@ -133,8 +138,14 @@ async def post_deliberation(
     response_model=VaeDecisionOut,
     summary="Enregistrer une décision de jury VAE",
 )
-def post_vae_decision(body: VaeDecisionIn, center: Center, registry: Registry) -> dict[str, str]:
-    decision_id = registry.record_vae_decision(
+def post_vae_decision(
+    body: VaeDecisionIn,
+    center: Center,
+    registry: Registry,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    receipt = registry.record_vae_decision(
         center,
         candidate_number=body.candidate_number,
         certification=body.certification,
@@ -142,8 +153,12 @@ def post_vae_decision(body: VaeDecisionIn, center: Center, registry: Registry) -
         decision=body.decision,
         blocs=body.blocs,
         jury=body.jury.model_dump(),
+        idempotency_key=idempotency_key,
+        request_digest=_digest(body),
     )
-    return {"decision_id": decision_id}
+    if not receipt.created:
+        response.status_code = 200
+    return receipt.body
 
 
 @router.post(
@@ -153,15 +168,32 @@ def post_vae_decision(body: VaeDecisionIn, center: Center, registry: Registry) -
     response_model=CorrectionOut,
     summary="Corriger une erreur matérielle (nouvel événement qui nomme ce qu'il corrige)",
 )
-def post_correction(body: CorrectionIn, center: Center, registry: Registry) -> dict[str, Any]:
-    return registry.correct_result(
+def post_correction(
+    body: CorrectionIn,
+    center: Center,
+    registry: Registry,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    receipt = registry.correct_result(
         center,
         deliberation_id=body.deliberation_id,
         candidate_number=body.candidate_number,
         bloc=body.bloc,
         grade=body.grade,
         reason=body.reason,
+        idempotency_key=idempotency_key,
+        request_digest=_digest(body),
     )
+    if not receipt.created:
+        response.status_code = 200
+    return receipt.body
+
+
+def _digest(body: BaseModel) -> str:
+    """The request as parsed, canonically: the same request however its JSON was spelled."""
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -213,13 +245,9 @@ def _validate(model: type[DeliberationMeta], raw: Any) -> DeliberationMeta:
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        raise Problem(
+        raise Unprocessable(
             "La requête contient des champs invalides ; voir « errors ».",
-            status=422,
-            errors=[
-                {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
-                for e in error.errors()
-            ],
+            errors=field_errors(error.errors()),
         ) from None
 
 

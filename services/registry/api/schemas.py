@@ -1,15 +1,39 @@
-"""Request and response bodies of the registry's public API (published in /openapi.json)."""
+"""Request and response bodies of the registry's public API (published in /openapi.json).
+
+Every string is bounded and clean (``contracts.text``: names NFC-normalised, no control,
+bidirectional-override or zero-width characters) and every list has a maximum count; the
+limits are in the OpenAPI document (``maxLength``, ``maxItems``) and in the README.
+"""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.registry_v1 import AccessRoute, JuryRole
+from contracts.registry_v1 import BLOCS_MAX, JURY_MEMBERS_MAX, AccessRoute, JuryRole
+from contracts.text import (
+    CODE_MAX,
+    GIVEN_NAMES_MAX,
+    REASON_MAX,
+    EmailInput,
+    NameInput,
+    TextInput,
+)
+from services.registry.domain.pv import PV_LINES_MAX
 
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+CandidateNumber = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$",
+        max_length=CODE_MAX,
+        description="The number the center's numbering authority (its academy's exam office) "
+        "gave the candidate: letters, digits and hyphens, 32 at most.",
+    ),
+]
+CertificationCode = Annotated[str, Field(min_length=1, max_length=CODE_MAX)]
+BlocCode = Annotated[str, Field(min_length=1, max_length=CODE_MAX)]
 
 
 class _In(BaseModel):
@@ -17,16 +41,16 @@ class _In(BaseModel):
 
 
 class CandidateIn(_In):
-    candidate_number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
-    birth_name: str = Field(min_length=1, max_length=100)
-    usage_name: str | None = Field(default=None, max_length=100)
-    given_names: list[str] = Field(min_length=1, max_length=6)
+    candidate_number: CandidateNumber
+    birth_name: NameInput
+    usage_name: NameInput | None = None
+    given_names: list[NameInput] = Field(min_length=1, max_length=GIVEN_NAMES_MAX)
     birth_date: date
-    email: str = Field(pattern=EMAIL, max_length=254)
-    certification: str = Field(min_length=1, max_length=32)
+    email: EmailInput
+    certification: CertificationCode
     access_route: AccessRoute
     candidate_group: Literal[1, 2, 3]
-    ine: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{11}$")
+    ine: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{11}$", max_length=11)
 
     def identity(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"candidate_number"})
@@ -36,27 +60,28 @@ class CandidateIn(_In):
 
 
 class JuryMemberIn(_In):
-    name: str = Field(min_length=1, max_length=200)
+    name: NameInput
     role: JuryRole
     present: bool = True
 
 
 class JuryIn(_In):
-    members: list[JuryMemberIn] = Field(min_length=1, max_length=100)
+    members: list[JuryMemberIn] = Field(min_length=1, max_length=JURY_MEMBERS_MAX)
     absence_exception: bool = False
 
 
 class DeliberationMeta(_In):
-    certification: str = Field(min_length=1, max_length=32)
-    session: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-06"])
+    certification: CertificationCode
+    session: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", max_length=7, examples=["2026-06"])
     deliberated_on: date
     jury: JuryIn
 
 
 class DeliberationIn(DeliberationMeta):
     lines: list[dict[str, Any]] = Field(
+        max_length=PV_LINES_MAX,
         description='{candidate_number, bloc, grade (0-20, "ABS" or "DISP"), modality?, '
-        "justification?}"
+        f"justification? ({REASON_MAX} characters at most)}}; {PV_LINES_MAX} lines at most",
     )
 
 
@@ -67,12 +92,12 @@ class DeliberationOut(BaseModel):
 
 
 class VaeDecisionIn(_In):
-    candidate_number: str = Field(min_length=1, max_length=32)
-    certification: str = Field(min_length=1, max_length=32)
+    candidate_number: CandidateNumber
+    certification: CertificationCode
     decided_on: date
     jury: JuryIn
     decision: Literal["totale", "partielle", "refus"]
-    blocs: list[str] = Field(default_factory=list, max_length=20)
+    blocs: list[BlocCode] = Field(default_factory=list, max_length=BLOCS_MAX)
 
 
 class VaeDecisionOut(BaseModel):
@@ -81,10 +106,10 @@ class VaeDecisionOut(BaseModel):
 
 class CorrectionIn(_In):
     deliberation_id: str = Field(min_length=1, max_length=64)
-    candidate_number: str = Field(min_length=1, max_length=32)
-    bloc: str = Field(min_length=1, max_length=32)
-    grade: float | str = Field(description='0-20, "ABS" or "DISP"')
-    reason: str = Field(min_length=3, max_length=2000)
+    candidate_number: CandidateNumber
+    bloc: BlocCode
+    grade: float | Annotated[str, Field(max_length=8)] = Field(description='0-20, "ABS" or "DISP"')
+    reason: Annotated[TextInput, Field(min_length=3)]
 
 
 class CorrectionOut(BaseModel):

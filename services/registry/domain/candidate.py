@@ -27,6 +27,8 @@ IDENTITY_FIELDS = (
 
 
 class Candidate(Aggregate):
+    """A candidate of one exam center: identity, every result line, acquired blocs, diploma."""
+
     # Event classes made by @event below; declared so type checkers know them.
     Registered: ClassVar[type[Aggregate.Created]]
     ResultsRecorded: ClassVar[type[Aggregate.Event]]
@@ -34,8 +36,13 @@ class Candidate(Aggregate):
     ResultCorrected: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
-    def create_id(candidate_number: str) -> UUID:
-        return ids.candidate_id(candidate_number)
+    def create_id(exam_center: str, candidate_number: str) -> UUID:
+        # Numbers are unique per numbering authority (an academy's exam office), not
+        # nationally: identity is scoped by the registering center, which a number unique in
+        # its academy is a fortiori unique in. The same person across centers is linked by
+        # INE (``Person``). Candidates recorded before 2026-12 are keyed by the number alone
+        # (``ids.legacy_candidate_id``); lookups try both and check the center.
+        return ids.candidate_id(exam_center, candidate_number)
 
     @event("Registered")
     def __init__(

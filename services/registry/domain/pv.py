@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.referential import Certification
+from contracts.text import REASON_MAX, normalise_text, text_problem
 from services.registry.domain.errors import LineError
 from services.registry.domain.marks import Mark, parse_mark
 
@@ -21,6 +22,16 @@ MODALITIES = (
 CANDIDATE_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$")
 LINE_FIELDS = ("candidate_number", "bloc", "grade", "modality", "justification")
 ROW_ERROR = "__row_error__"  # set by a reader that could not split the row into fields
+# A PV's lines: twice a large academy's whole session (~2,000 candidates x 13 units), in
+# one all-or-nothing request. The request body's own limit (REGISTRY_MAX_BODY_BYTES) also holds.
+PV_LINES_MAX = 50_000
+SHORT_FIELD_MAX = 32  # candidate number, bloc code, modality
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A client's value, cut, to quote it back in an error message."""
+    text = value if isinstance(value, str) else "(absent)" if value is None else repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class LineProblem:
 
 
 def check_candidate_number(value: object) -> str:
-    if not isinstance(value, str) or not CANDIDATE_NUMBER.match(value.strip()):
+    if not isinstance(value, str) or not CANDIDATE_NUMBER.fullmatch(value.strip()):
         raise LineError(
             "candidate_number",
             "numéro de candidat manquant ou invalide (lettres, chiffres et tirets, 32 au plus)",
@@ -52,14 +63,20 @@ def check_candidate_number(value: object) -> str:
     return value.strip()
 
 
-def _optional_text(row: Mapping[str, Any], name: str) -> str | None:
+def _optional_text(row: Mapping[str, Any], name: str, limit: int = SHORT_FIELD_MAX) -> str | None:
     value = row.get(name)
     if value is None:
         return None
     if not isinstance(value, str):
         raise LineError(name, f"{name} doit être un texte")
-    value = value.strip()
-    return value or None
+    text = normalise_text(value)
+    assert isinstance(text, str)
+    if len(text) > limit:
+        raise LineError(name, f"{name} : {limit} caractères au plus ({len(text)} reçus)")
+    problem = text_problem(text, multiline=True)
+    if problem is not None:
+        raise LineError(name, f"{name} : {problem}")
+    return text or None
 
 
 def parse_line(cert: Certification, number: int, row: Mapping[str, Any]) -> PvLine:
@@ -69,15 +86,14 @@ def parse_line(cert: Certification, number: int, row: Mapping[str, Any]) -> PvLi
     candidate_number = check_candidate_number(row.get("candidate_number"))
     bloc = row.get("bloc")
     if not isinstance(bloc, str) or cert.bloc(bloc.strip()) is None:
-        shown = bloc if isinstance(bloc, str) else "(absent)"
-        raise LineError("bloc", f"bloc inconnu « {shown} » pour la certification {cert.code}")
+        raise LineError("bloc", f"bloc inconnu « {shown(bloc)} » pour la certification {cert.code}")
     mark = parse_mark(row.get("grade"))
     modality = _optional_text(row, "modality")
     if modality is not None and modality not in MODALITIES:
         raise LineError(
             "modality", f"modalité inconnue « {modality} » (attendu : {', '.join(MODALITIES)})"
         )
-    justification = _optional_text(row, "justification")
+    justification = _optional_text(row, "justification", REASON_MAX)
     return PvLine(number, candidate_number, bloc.strip(), mark, modality, justification)
 
 
@@ -116,3 +132,12 @@ def parse_lines(
     if not rows:
         problems.append(LineProblem(0, "lines", "le procès-verbal ne contient aucune ligne"))
     return lines, problems
+
+
+def check_line_count(count: int) -> None:
+    if count > PV_LINES_MAX:
+        raise LineError(
+            "lines",
+            f"{count} lignes : un procès-verbal en compte {PV_LINES_MAX} au plus ; "
+            "envoyez-le en plusieurs procès-verbaux",
+        )

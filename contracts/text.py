@@ -1,0 +1,162 @@
+"""Bounded, clean text: what every string a client sends, and every string an event carries,
+must be.
+
+The limits are part of the contracts: the registry refuses at its API what exceeds them, and
+a consumer refuses (dead-letters) an event that carries more, so a producer's bug cannot
+travel. Why each limit is what it is:
+
+- ``NAME_MAX`` (100 characters): longer than any real birth name, usage name or given name,
+  short enough to print whole on the attestation and its PDF.
+- ``GIVEN_NAMES_MAX`` (6): French civil status allows several given names; six covers the
+  long ones and keeps the holder's line on the attestation readable.
+- ``EMAIL_MAX`` (254): the longest address SMTP can carry (RFC 5321 path limit, 256 with the
+  brackets); a local part of at most 64 (RFC 5321 §4.5.3.1.1).
+- ``REASON_MAX`` (500): a correction's reason, a DISP line's justification, a revocation's
+  reason: a few sentences, which is what a jury's minutes hold.
+- ``CODE_MAX`` (32): RNCP codes (``RNCP40705BC01``), candidate numbers, UAIs and ids.
+
+Names are NFC-normalised (so "é" is one code point whatever the keyboard sent) and may hold
+letters, marks, spaces and the punctuation names use; control characters, bidirectional
+overrides and isolates, zero-width characters and other invisible format characters are
+refused: they can make a name display as another one (CVE-2021-42574's trick) or hide text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic_core import PydanticCustomError
+
+NAME_MAX: Final = 100
+GIVEN_NAMES_MAX: Final = 6
+EMAIL_MAX: Final = 254
+EMAIL_LOCAL_MAX: Final = 64
+REASON_MAX: Final = 500
+CODE_MAX: Final = 32
+
+# Unicode general categories never accepted in text: controls, format characters (bidi
+# controls, zero-width space/joiners, word joiner, BOM, soft hyphen...), surrogates, private
+# use, unassigned code points, line and paragraph separators.
+_FORBIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_NAME_PUNCTUATION: Final = frozenset("'’-. ")
+_MAX_COMBINING_RUN: Final = 3  # "Zalgo" text stacks dozens of marks on one letter
+_SPACES = re.compile(r"[^\S\n]+")  # any white space but the line break
+
+
+def _refuse(message: str) -> PydanticCustomError:
+    return PydanticCustomError("certibloc_text", message)
+
+
+def _describe(char: str) -> str:
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+
+
+def text_problem(value: str, *, multiline: bool = False) -> str | None:
+    """Why ``value`` is not acceptable text, in French, or None when it is."""
+    if unicodedata.normalize("NFC", value) != value:
+        return "le texte doit être en forme normalisée NFC"
+    combining = 0
+    for char in value:
+        if char == "\n" and multiline:
+            combining = 0
+            continue
+        category = unicodedata.category(char)
+        if category in _FORBIDDEN_CATEGORIES:
+            return f"caractère interdit {_describe(char)} (contrôle, invisible ou de direction)"
+        combining = combining + 1 if category in ("Mn", "Me") else 0
+        if combining > _MAX_COMBINING_RUN:
+            return "trop de signes diacritiques empilés sur une même lettre"
+    return None
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` is not acceptable as a person's name, in French, or None."""
+    problem = text_problem(value)
+    if problem is not None:
+        return problem
+    if not any(unicodedata.category(c).startswith("L") for c in value):
+        return "un nom doit contenir au moins une lettre"
+    for char in value:
+        category = unicodedata.category(char)
+        if not (category[0] in "LM" or char in _NAME_PUNCTUATION):
+            return f"caractère inattendu dans un nom : {_describe(char)}"
+    if value != value.strip() or "  " in value:
+        return "espaces en trop dans le nom"
+    return None
+
+
+def _checked_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem is not None:
+        raise _refuse(problem)
+    return value
+
+
+def _checked_text(value: str) -> str:
+    problem = text_problem(value, multiline=True)
+    if problem is not None:
+        raise _refuse(problem)
+    return value
+
+
+def _checked_line(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise _refuse(problem)
+    return value
+
+
+def normalise_name(value: object) -> object:
+    """What a client sent, as a name: NFC, runs of white space as one space, trimmed.
+    (Anything but a string is left for the type check to refuse.)"""
+    if not isinstance(value, str):
+        return value
+    return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def normalise_text(value: object) -> object:
+    """What a client sent, as free text: NFC, CR LF as LF, spaces within a line collapsed."""
+    if not isinstance(value, str):
+        return value
+    text = unicodedata.normalize("NFC", value).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n")).strip()
+
+
+def _checked_email(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise _refuse(problem)
+    local, at, domain = value.rpartition("@")
+    if (
+        not at
+        or not local
+        or "@" in local
+        or len(local) > EMAIL_LOCAL_MAX
+        or "." not in domain.strip(".")
+        or any(c.isspace() for c in value)
+    ):
+        raise _refuse("adresse électronique invalide")
+    return value
+
+
+# --- the types events carry (consumers check them; nothing is normalised on the way) -------
+
+PersonName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_checked_name)]
+FreeText = Annotated[str, Field(min_length=1, max_length=REASON_MAX), AfterValidator(_checked_text)]
+Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX), AfterValidator(_checked_email)]
+Code = Annotated[str, Field(min_length=1, max_length=CODE_MAX), AfterValidator(_checked_line)]
+# A stable id (a UUID, a deliberation or decision id): ASCII, no white space.
+Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+# Short single-line text that is not a name: a title from the referential, a mention code.
+Label = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_checked_line)]
+Url = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_checked_line)]
+
+# --- the same, as a client sends them (normalised first, then checked) --------------------
+
+NameInput = Annotated[PersonName, BeforeValidator(normalise_name)]
+TextInput = Annotated[FreeText, BeforeValidator(normalise_text)]
+EmailInput = Annotated[Email, BeforeValidator(normalise_name)]

@@ -1,0 +1,244 @@
+"""The bus's authorization: one NKey per service, and what each may do on NATS.
+
+Each service connects with its own NKey (an Ed25519 key pair: the service holds the seed, the
+server only the public key, so the server's configuration holds no secret). The server lets
+each one
+
+- publish only its own events (``certibloc.<service>.>``) and, if it consumes, its own dead
+  letters (``certibloc.deadletter.<service>.>``);
+- use only the JetStream API calls it makes: create, update, read its own stream (and its
+  dead-letter stream); look up the streams it consumes, create and pull from its own durable
+  consumers on them and acknowledge their messages. No service may delete or purge a stream,
+  touch another's consumer, or publish on another's subjects;
+- receive only on its own inbox prefix (``_INBOX_<service>.>``): replies to its requests.
+
+An ``operator`` key has every right, for an operator's tools and for tests; no service uses it.
+
+The rules are generated from the contracts (streams, consumers), for ``make run``
+(``dev-config``) and for deploy/ (``deploy-config``, checked against ``deploy/nats/auth.conf``
+by the tests); seeds are files of mode 0600, never logged.
+
+``python -m services.runtime.natsauth dev-config --var-dir var --port 4250 --http-port 8250``
+``python -m services.runtime.natsauth credentials DIR`` (seeds, and the public keys as an env file)
+``python -m services.runtime.natsauth deploy-config`` (the authorization block deploy/ includes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nkeys
+
+from contracts.subjects import (
+    CONSUMERS,
+    STREAMS,
+    deadletter_stream,
+    deadletter_subjects,
+    stream_subjects,
+)
+
+SERVICES: tuple[str, ...] = tuple(STREAMS)
+OPERATOR = "operator"
+SEED_SUFFIX = ".nk"
+DEFAULT_MAX_PAYLOAD = 1024 * 1024  # NATS's own default, written out: the bus's hard limit
+JS = "$JS.API"
+
+
+def inbox_prefix(service: str) -> str:
+    return f"_INBOX_{service}"
+
+
+def new_seed() -> bytes:
+    seed: bytes = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    return seed
+
+
+def public_key(seed: bytes) -> str:
+    key = nkeys.from_seed(bytearray(seed))
+    try:
+        return str(key.public_key.decode())
+    finally:
+        key.wipe()
+
+
+def seed_file(directory: Path, user: str) -> Path:
+    return directory / f"{user}{SEED_SUFFIX}"
+
+
+def ensure_credentials(
+    directory: Path, users: Sequence[str] = (*SERVICES, OPERATOR)
+) -> dict[str, str]:
+    """Create a seed file (mode 0600) for each user that has none; user -> public key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    keys: dict[str, str] = {}
+    for user in users:
+        path = seed_file(directory, user)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(new_seed() + b"\n")
+        keys[user] = public_key(path.read_bytes().strip())
+    return keys
+
+
+def permissions(service: str) -> dict[str, Any]:
+    """What ``service`` may publish and subscribe to (nats-server ``permissions`` block)."""
+    own = STREAMS[service]
+    publish = [*stream_subjects(service), *_stream_api(own)]
+    consumes = CONSUMERS[service]
+    if consumes:
+        publish += [*deadletter_subjects(service), *_stream_api(deadletter_stream(service))]
+    for producer, durable in consumes:
+        upstream = STREAMS[producer]
+        publish += [
+            f"{JS}.STREAM.INFO.{upstream}",
+            f"{JS}.CONSUMER.INFO.{upstream}.{durable}",
+            f"{JS}.CONSUMER.DURABLE.CREATE.{upstream}.{durable}",
+            f"{JS}.CONSUMER.CREATE.{upstream}.{durable}",
+            f"{JS}.CONSUMER.CREATE.{upstream}.{durable}.>",
+            f"{JS}.CONSUMER.MSG.NEXT.{upstream}.{durable}",
+            f"$JS.ACK.{upstream}.{durable}.>",
+        ]
+    return {
+        "publish": {"allow": publish},
+        "subscribe": {"allow": [f"{inbox_prefix(service)}.>"]},
+    }
+
+
+def _stream_api(stream: str) -> list[str]:
+    return [f"{JS}.STREAM.{call}.{stream}" for call in ("INFO", "CREATE", "UPDATE", "MSG.GET")]
+
+
+def authorization(nkeys_by_user: Mapping[str, str]) -> dict[str, Any]:
+    """The server's ``authorization`` block; values may be ``$VARIABLE`` references."""
+    users: list[dict[str, Any]] = [
+        {"nkey": nkeys_by_user[service], "permissions": permissions(service)}
+        for service in SERVICES
+    ]
+    if OPERATOR in nkeys_by_user:
+        users.append(
+            {
+                "nkey": nkeys_by_user[OPERATOR],
+                "permissions": {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}},
+            }
+        )
+    return {"users": users}
+
+
+def render(value: Any, indent: int = 0) -> str:
+    """A value in nats-server's configuration syntax (JSON-like; ``$VAR`` left unquoted)."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        inner = "\n".join(f"{pad}  {k}: {render(v, indent + 1)}" for k, v in value.items())
+        return "{\n" + inner + f"\n{pad}}}"
+    if isinstance(value, list):
+        inner = "\n".join(f"{pad}  {render(v, indent + 1)}" for v in value)
+        return "[\n" + inner + f"\n{pad}]"
+    if isinstance(value, str) and value.startswith("$") and not value.startswith("$JS"):
+        return value  # a variable, resolved by the server from its environment
+    return json.dumps(value)
+
+
+def server_config(
+    *,
+    port: int,
+    store_dir: Path,
+    nkeys_by_user: Mapping[str, str],
+    http_port: int | None = None,
+    host: str = "127.0.0.1",
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    server_name: str | None = None,
+    cluster: Mapping[str, Any] | None = None,
+) -> str:
+    """A JetStream server with the services' authorization, on ``host`` (one node of a
+    ``cluster`` when that block is given)."""
+    lines = [
+        "# Generated by services.runtime.natsauth: a JetStream server with the services'",
+        "# authorization (the same rules as deploy/nats/auth.conf).",
+        f"listen: {json.dumps(f'{host}:{port}')}",
+    ]
+    if server_name is not None:
+        lines.append(f"server_name: {json.dumps(server_name)}")
+    if http_port is not None:
+        lines.append(f"http: {json.dumps(f'{host}:{http_port}')}")
+    lines += [
+        f"max_payload: {max_payload}",
+        "jetstream " + render({"store_dir": str(store_dir)}),
+        "authorization " + render(authorization(nkeys_by_user)),
+    ]
+    if cluster is not None:
+        lines.append("cluster " + render(dict(cluster)))
+    return "\n".join([*lines, ""])
+
+
+def deploy_config() -> str:
+    """The authorization block of deploy/nats/auth.conf: public keys from the environment."""
+    refs = {user: f"$CERTIBLOC_NKEY_{user.upper()}" for user in (*SERVICES, OPERATOR)}
+    return "\n".join(
+        [
+            "# Generated by `python -m services.runtime.natsauth deploy-config` from the",
+            "# contracts (streams, consumers); tests/deploy checks it is up to date. Each",
+            "# CERTIBLOC_NKEY_<USER> is a public NKey (not a secret), from the server's",
+            "# environment; services hold the matching seeds.",
+            "authorization " + render(authorization(refs)),
+            "",
+        ]
+    )
+
+
+def write_dev_config(
+    var_dir: Path, port: int, http_port: int | None, max_payload: int = DEFAULT_MAX_PAYLOAD
+) -> Path:
+    """Credentials under ``var_dir/nats/credentials`` (created once) and the server's
+    configuration ``var_dir/nats/server.conf`` (rewritten each time); returns its path."""
+    nats_dir = var_dir / "nats"
+    keys = ensure_credentials(nats_dir / "credentials")
+    config = nats_dir / "server.conf"
+    config.write_text(
+        server_config(
+            port=port,
+            http_port=http_port,
+            store_dir=nats_dir.resolve(),  # JetStream keeps its files in <store_dir>/jetstream
+            nkeys_by_user=keys,
+            max_payload=max_payload,
+        )
+    )
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.runtime.natsauth")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev-config", help="credentials and a server config for make run")
+    dev.add_argument(
+        "--var-dir", type=Path, default=Path(os.environ.get("CERTIBLOC_VAR_DIR", "var"))
+    )
+    dev.add_argument("--port", type=int, default=4250)
+    dev.add_argument("--http-port", type=int, default=8250)
+    dev.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD)
+    creds = sub.add_parser("credentials", help="seed files and their public keys (nkeys.env)")
+    creds.add_argument("directory", type=Path)
+    sub.add_parser("deploy-config", help="print deploy/nats/auth.conf")
+    args = parser.parse_args(argv)
+    if args.command == "dev-config":
+        print(write_dev_config(args.var_dir, args.port, args.http_port, args.max_payload))
+    elif args.command == "credentials":
+        keys = ensure_credentials(args.directory)
+        env = "".join(f"CERTIBLOC_NKEY_{user.upper()}={key}\n" for user, key in keys.items())
+        (args.directory / "nkeys.env").write_text(env)
+        print(f"seeds and {args.directory / 'nkeys.env'} written (public keys only in the latter)")
+    else:
+        sys.stdout.write(deploy_config())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
