@@ -2,9 +2,15 @@
 # Container entrypoint: for every environment variable NAME_FILE=<path> (a Compose or Docker
 # secret mounted as a file), export NAME=<contents of path> without its trailing newlines and
 # drop NAME_FILE; then run the command. Secrets so never sit in compose files or `docker inspect`.
+# Settings whose own name ends in _FILE (a path the services open themselves) are left alone.
 set -eu
 
+keep=" CERTIBLOC_NATS_TLS_CA_FILE "
+
 for name in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)_FILE=.*$/\1/p'); do
+    case "$keep" in
+        *" ${name}_FILE "*) continue ;;
+    esac
     eval "path=\${${name}_FILE}"
     if [ ! -r "$path" ]; then
         echo "certibloc-entrypoint: ${name}_FILE=$path is not a readable file" >&2

@@ -11,6 +11,13 @@
 #   DIR/attestations-keys/       Ed25519 signing key (<kid>.jwk, "active") and the PDF signing
 #                                identity (pdf/pdf-signer.pem, self-signed; replace with a
 #                                certificate from your CA if you have one)
+#   DIR/nats/                    the bus's NKeys: <user>.nk seeds (registry, attestations,
+#                                notifications: one per service; operator: for your tools) and
+#                                nkeys.env, their PUBLIC keys (CERTIBLOC_NKEY_<USER>=U...) for
+#                                the NATS servers
+#   DIR/nats-tls/                NATS TLS: a private CA (ca.crt, ca.key) and the servers'
+#                                certificate (tls.crt, tls.key); replace with your PKI's files
+#                                under the same names if you have one
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,6 +45,11 @@ from pathlib import Path
 from services.attestations.pdf import PdfSigner
 PdfSigner.load_or_create(Path(sys.argv[1]), common_name="certibloc attestations")' "$keys/pdf"
 fi
+
+# Seeds are kept; nkeys.env is written again from them (the same keys).
+"$python" -m services.runtime.natsauth credentials "$dir/nats" > /dev/null
+# Host names the services and the routes dial (the Kubernetes Service names are added).
+"$python" -m tools.nats_tls "$dir/nats-tls" --hosts "${NATS_TLS_HOSTS:-nats-1,nats-2,nats-3}" > /dev/null
 
 echo "secrets in $dir; the containers run as uid 10001, which must be able to read them:"
 echo "  sudo chown -R 10001:10001 $dir"

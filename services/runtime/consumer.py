@@ -226,14 +226,15 @@ class EventConsumer:
         if self._position is None:
             self._position = self._stored_position()
         verdicts = _Verdicts()
-        letters: list[deadletters.DeadLetter] = []
+        outside: list[deadletters.DeadLetter] = []  # malformed or foreign: dead at once
+        letters: list[deadletters.DeadLetter] = []  # dead in the chain: once it is recorded
         chain: list[int] = []
         for i, message in enumerate(messages):
             if message.in_chain:
                 chain.append(i)
-            else:  # malformed or foreign: out of the chain, dead at once
+            else:
                 assert message.dead is not None
-                letters.append(self._letter(raws[i], *message.dead))
+                outside.append(self._letter(raws[i], *message.dead))
                 verdicts.dead.append(i)
         chain.sort(key=lambda i: _event(messages[i]).position)
         first_new = next((i for i in chain if _event(messages[i]).position > self._position), None)
@@ -275,8 +276,9 @@ class EventConsumer:
                 else:
                     applied.append(i)
             reached = event.position
-        if letters:
-            self._publish_dead(letters)  # before the position passes: never lost
+        if outside or letters:
+            self._publish_dead(outside + letters)  # before the position passes: never lost
+        self._count_dead(outside)
         if reached > self._position:
             if applied and self.before_commit is not None:
                 self.before_commit(unit)
@@ -287,6 +289,7 @@ class EventConsumer:
                 self._position = None
                 return _Verdicts(retry=chain, dead=verdicts.dead)
             self._position = reached
+        self._count_dead(letters)
         verdicts.ack.extend(applied + passed)
         verdicts.dead.extend(dead)
         verdicts.applied = len(applied) + len(passed)  # positions taken, dead letters aside
@@ -337,6 +340,8 @@ class EventConsumer:
             deadletters.publish(self.js, self.service, letters), self._loop
         )
         future.result(timeout=30)
+
+    def _count_dead(self, letters: list[deadletters.DeadLetter]) -> None:
         self.dead_total += len(letters)
         if self.instruments is not None:
             for letter in letters:

@@ -1,36 +1,33 @@
 """The deployment files in deploy/ are valid and agree with the code.
 
 - compose.yaml against the Compose Specification (check-jsonschema's vendored schema), and its
-  wiring (images, commands, healthchecks, secrets, NATS URL);
+  wiring (images, commands, healthchecks, secrets, NATS URL, each service's own NKey seed);
 - every Kubernetes manifest against the Kubernetes 1.30 OpenAPI schemas (kubernetes-validate,
-  strict: unknown fields are errors), and its wiring (probes, security context, ConfigMaps);
-- the real NATS configuration files: ``nats-server -t``, then a 3-node cluster started from
-  them on loopback ports, an R3 stream created, a message published and read back;
+  strict: unknown fields are errors), and its wiring (probes, security context, ConfigMaps,
+  Secrets: each service's own NKey seed, the NATS servers' keys and TLS files);
 - every setting named in an env file, compose.yaml or a ConfigMap is one the services read,
   with a valid value, and every setting they read is named in certibloc.env.example.
 
-Offline and without a container engine.
+The NATS configurations and a cluster started from them: test_nats.py; the NetworkPolicy:
+test_network_policy.py. Offline and without a container engine.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
-import nats
+import nkeys
 import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]
-from nats.js.api import StorageType, StreamConfig
+from cryptography import x509
 from pydantic import AliasChoices
 
 from services.attestations.application import AttestationsApp
@@ -39,17 +36,29 @@ from services.notifications.application import NotificationsApp
 from services.notifications.settings import NotificationsSettings
 from services.registry.application import RegistryApp
 from services.registry.settings import RegistrySettings
+from services.runtime import natsauth
 from services.runtime.settings import PERSISTENCE_KEYS, ServiceSettings
-from tests.support.cluster import ClusterNode
-from tests.support.processes import BIN, wait_for
+from tests.deploy.manifests import (
+    DEPLOY,
+    K8S,
+    NATS_DIR,
+    NATS_NODES,
+    NATS_URL,
+    PORTS,
+    TLS_DIR,
+    config_map,
+    containers_by_service,
+    k8s_manifests,
+    k8s_objects,
+    load_yaml_documents,
+    parse_env_file,
+    service_of,
+)
+from tests.support.processes import BIN
+from tools import nats_tls
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "k8s"
-NATS_DIR = DEPLOY / "nats"
+ROOT = DEPLOY.parent
 KUBERNETES_VERSION = "1.30.0"  # bundled by kubernetes-validate; validated offline
-NATS_NODES = ("nats-1", "nats-2", "nats-3")
-NATS_URL = "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
 SERVICE_PREFIXES = ("CERTIBLOC_", "REGISTRY_", "ATTESTATIONS_", "NOTIFICATIONS_")
 
 SETTINGS: dict[str, type[ServiceSettings]] = {
@@ -62,49 +71,6 @@ APP_NAMES: dict[str, str] = {
     "attestations": AttestationsApp.name,
     "notifications": NotificationsApp.name,
 }
-PORTS = {"registry": 8101, "attestations": 8102, "notifications": 8103}
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def k8s_manifests() -> list[Path]:
-    return sorted(K8S.rglob("*.yaml"))
-
-
-def k8s_objects(kind: str | None = None) -> list[dict[str, Any]]:
-    objects = [doc for path in k8s_manifests() for doc in load_yaml_documents(path)]
-    return [o for o in objects if kind is None or o["kind"] == kind]
-
-
-def parse_env_file(path: Path, *, commented: bool = False) -> dict[str, str]:
-    """``NAME=value`` lines; with ``commented``, commented-out ones (``# NAME=value``) too, as
-    they also name a setting. Inline comments (`` # ...``) are dropped."""
-    pattern = r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$" if commented else r"^([A-Z][A-Z0-9_]*)=(.*)$"
-    found: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        match = re.match(pattern, line.strip())
-        if match:
-            found[match.group(1)] = re.sub(r"\s+#.*$", "", match.group(2)).strip()
-    return found
-
-
-def service_of(command: list[str]) -> str:
-    """``python -m services.<name> serve`` -> ``<name>``."""
-    assert command[:2] == ["python", "-m"] and command[3:] == ["serve"], command
-    return command[2].removeprefix("services.")
-
-
-def rewrite(text: str, replacements: dict[str, str]) -> str:
-    """Replace each key once at least; a key missing means the config changed shape."""
-    for old, new in replacements.items():
-        assert old in text, f"{old!r} not found: tests/deploy rewrites this line"
-        text = text.replace(old, new)
-    return text
 
 
 # --- (a) compose --------------------------------------------------------------------------------
@@ -148,6 +114,68 @@ def test_compose_runs_the_nats_cluster_from_the_configs(compose: dict[str, Any])
     assert services["postgres"]["image"] == "postgres:16"
 
 
+def secret_mounts(compose: dict[str, Any], spec: dict[str, Any]) -> dict[str, str]:
+    """Where a compose service's secrets appear in its container -> their file on the host
+    (relative to deploy/)."""
+    mounts: dict[str, str] = {}
+    for secret in spec.get("secrets", []):
+        source = secret if isinstance(secret, str) else secret["source"]
+        target = secret.get("target", source) if isinstance(secret, dict) else source
+        path = target if target.startswith("/") else f"/run/secrets/{target}"
+        mounts[path] = str(Path(compose["secrets"][source]["file"]))
+    return mounts
+
+
+def nkey_variables() -> set[str]:
+    """The environment variables deploy/nats/auth.conf names: one public NKey per user."""
+    return set(re.findall(r"\$(CERTIBLOC_NKEY_\w+)", (NATS_DIR / "auth.conf").read_text()))
+
+
+def tls_files_read_by_the_nats_configs() -> set[str]:
+    paths = set()
+    for config in NATS_DIR.glob("*.conf"):
+        paths |= set(re.findall(rf'"({re.escape(TLS_DIR)}[\w.]+)"', config.read_text()))
+    return paths
+
+
+def test_nats_configs_name_one_key_per_user_and_the_tls_files() -> None:
+    users = (*natsauth.SERVICES, natsauth.OPERATOR)
+    assert nkey_variables() == {f"CERTIBLOC_NKEY_{user.upper()}" for user in users}
+    assert tls_files_read_by_the_nats_configs() == {
+        f"{TLS_DIR}{name}" for name in (nats_tls.CERT, nats_tls.KEY, nats_tls.CA_CERT)
+    }
+
+
+def test_compose_nats_servers_get_the_public_keys_and_the_tls_files_only(
+    compose: dict[str, Any],
+) -> None:
+    for node in NATS_NODES:
+        spec = compose["services"][node]
+        assert spec["env_file"] == ["secrets/nats/nkeys.env"]
+        mounts = secret_mounts(compose, spec)
+        assert set(mounts) == tls_files_read_by_the_nats_configs()
+        for target, source in mounts.items():  # the same name on both sides; never ca.key
+            assert source == f"secrets/nats-tls/{Path(target).name}", (target, source)
+        assert not any(source.endswith(natsauth.SEED_SUFFIX) for source in mounts.values()), (
+            f"{node} holds a seed"
+        )
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_compose_service_gets_its_own_nkey_seed_only_and_the_ca(
+    compose: dict[str, Any], service: str
+) -> None:
+    spec = compose["services"][service]
+    env = compose_environment(spec)
+    mounts = secret_mounts(compose, spec)
+    seeds = {t: s for t, s in mounts.items() if s.endswith(natsauth.SEED_SUFFIX)}
+    settings = SETTINGS[service](nats_credentials_dir=Path(env["CERTIBLOC_NATS_CREDENTIALS_DIR"]))
+    assert seeds == {str(settings.nats_seed_file): f"secrets/nats/{service}.nk"}
+    assert mounts[env["CERTIBLOC_NATS_TLS_CA_FILE"]] == "secrets/nats-tls/ca.crt"
+    assert not {"secrets/nats-tls/tls.key", "secrets/nats-tls/ca.key"} & set(mounts.values())
+    assert "secrets/nats/nkeys.env" not in spec.get("env_file", [])
+
+
 @pytest.mark.parametrize("service", sorted(SETTINGS))
 def test_compose_service_wiring(compose: dict[str, Any], service: str) -> None:
     spec = compose["services"][service]
@@ -156,7 +184,7 @@ def test_compose_service_wiring(compose: dict[str, Any], service: str) -> None:
     assert (DEPLOY / spec["build"]["context"] / spec["build"]["dockerfile"]).is_file()
     assert spec["read_only"] is True
     env = compose_environment(spec)
-    assert env["CERTIBLOC_NATS_URL"] == NATS_URL
+    assert env["CERTIBLOC_NATS_URL"] == NATS_URL  # tls://: the servers refuse plaintext
     assert env["CERTIBLOC_NATS_REPLICAS"] == "3"
     assert env[f"{service.upper()}_HOST"] == "0.0.0.0"  # noqa: S104  # inside its container
     assert env[f"{APP_NAMES[service].upper()}_POSTGRES_SCHEMA"] == service
@@ -216,6 +244,25 @@ def test_init_secrets_creates_what_compose_mounts(tmp_path: Path, compose: dict[
     # No trailing newline: kubectl create secret --from-file keeps the bytes as they are.
     assert re.fullmatch(r"[0-9a-f]{64}", (target / "download-token-secret").read_text())
     assert re.fullmatch(r"[0-9a-f]{48}", (target / "postgres-password").read_text())
+    for env_file in {f for spec in compose["services"].values() for f in spec.get("env_file", [])}:
+        if env_file.startswith("secrets/"):
+            assert (target / Path(env_file).relative_to("secrets")).is_file(), env_file
+    users = (*natsauth.SERVICES, natsauth.OPERATOR)
+    public = parse_env_file(target / "nats" / "nkeys.env")
+    for user in users:
+        seed = natsauth.seed_file(target / "nats", user).read_bytes().strip()
+        assert (
+            nkeys.from_seed(bytearray(seed)).public_key.decode()
+            == public[f"CERTIBLOC_NKEY_{user.upper()}"]
+        )
+    assert set(public) == nkey_variables()
+    assert not public["CERTIBLOC_NKEY_OPERATOR"].startswith("S"), "public keys only"
+    tls = target / "nats-tls"
+    ca = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    certificate = x509.load_pem_x509_certificate((tls / "tls.crt").read_bytes())
+    certificate.verify_directly_issued_by(ca)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(NATS_NODES) <= set(names.get_values_for_type(x509.DNSName))
     for path in [*target.rglob("*")]:
         assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
 
@@ -257,6 +304,30 @@ def test_entrypoint_turns_file_variables_into_variables(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "X_FILE" in missing.stderr
 
 
+def file_settings() -> set[str]:
+    """Settings the services read whose own name ends in _FILE: paths, not secrets to expand."""
+    return {n for s in SETTINGS.values() for n in declared_names(s) if n.endswith("_FILE")}
+
+
+def test_entrypoint_leaves_the_settings_that_are_paths(tmp_path: Path) -> None:
+    assert "CERTIBLOC_NATS_TLS_CA_FILE" in file_settings()
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    names = sorted(file_settings())
+    show = "; ".join(f'printf "%s|" "${{{name}-unset}}"' for name in names)
+    env = {name: f"/run/secrets/{name.lower()}" for name in names}
+    run = subprocess.run(
+        ["sh", str(DEPLOY / "docker-entrypoint.sh"), "sh", "-c", show + '; printf "%s" "$X"'],
+        env={"PATH": os.environ["PATH"], "X_FILE": str(secret), **env},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "".join(f"{env[name]}|" for name in names) + "s3cret"
+
+
 # --- (b) Kubernetes ------------------------------------------------------------------------------
 
 
@@ -279,16 +350,6 @@ def test_kubernetes_validation_is_strict() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGett"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
-
-
-def containers_by_service() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(service, pod spec, container) for every certibloc container in the Deployments."""
-    found = []
-    for deployment in k8s_objects("Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
-        for container in pod["containers"]:
-            found.append((service_of(container["args"]), pod, container))
-    return found
 
 
 def test_kubernetes_deployments_have_probes_resources_and_a_locked_down_filesystem() -> None:
@@ -326,13 +387,16 @@ def test_kubernetes_references_resolve() -> None:
                 assert ref["key"] in secrets[ref["name"]], (service, ref)
         for volume in pod["volumes"]:
             for source in volume.get("projected", {}).get("sources", []):
-                assert source["secret"]["name"] in secrets
+                if "secret" in source:
+                    keys = secrets[source["secret"]["name"]]
+                    assert all(item["key"] in keys for item in source["secret"].get("items", []))
+                else:
+                    data = config_map(source["configMap"]["name"])
+                    assert all(item["key"] in data for item in source["configMap"]["items"])
     services = {o["metadata"]["name"]: o for o in k8s_objects("Service")}
     for name in SETTINGS:
         assert services[name]["spec"]["ports"][0]["port"] == PORTS[name]
-    hosts = re.findall(
-        r"nats://([\w-]+):4222", config_map("certibloc-shared")["CERTIBLOC_NATS_URL"]
-    )
+    hosts = re.findall(r"tls://([\w-]+):4222", config_map("certibloc-shared")["CERTIBLOC_NATS_URL"])
     assert hosts == list(NATS_NODES)
     for host in hosts:  # a Service per server, selecting its pod
         selector = services[host]["spec"]["selector"]
@@ -364,139 +428,83 @@ def test_kubernetes_nats_statefulset_serves_the_same_configs() -> None:
     )
     assert headless["spec"]["clusterIP"] == "None"
     data = config_map("nats-config")
-    for name in ("common.conf", *(f"{node}.conf" for node in NATS_NODES)):
+    for name in ("auth.conf", "common.conf", *(f"{node}.conf" for node in NATS_NODES)):
         assert data[name] == (NATS_DIR / name).read_text(), f"ConfigMap nats-config: {name} differs"
 
 
-def config_map(name: str) -> dict[str, str]:
-    found: dict[str, str] = next(
-        c["data"] for c in k8s_objects("ConfigMap") if c["metadata"]["name"] == name
-    )
-    return found
+def mounted_projections(
+    pod: dict[str, Any], container: dict[str, Any]
+) -> dict[str, tuple[str, str, str]]:
+    """Every file a container sees from a Secret or a ConfigMap volume with ``items``:
+    path in the container -> (kind, object name, key)."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    files: dict[str, tuple[str, str, str]] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"])
+        if volume is None:  # a StatefulSet's volumeClaimTemplate
+            continue
+        if "secret" in volume:
+            sources = [{"secret": {"name": volume["secret"]["secretName"], **volume["secret"]}}]
+        else:
+            sources = volume.get("projected", {}).get("sources", [])
+        for source in sources:
+            ((kind, spec),) = source.items()
+            for item in spec.get("items", []):
+                files[f"{mount['mountPath']}/{item['path']}"] = (kind, spec["name"], item["key"])
+    return files
 
 
-# --- (c) NATS -------------------------------------------------------------------------------------
+def test_kubernetes_nats_servers_get_the_public_keys_and_the_tls_secret() -> None:
+    (statefulset,) = k8s_objects("StatefulSet")
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (source,) = container["envFrom"]
+    assert set(config_map(source["configMapRef"]["name"])) == nkey_variables()
+    files = mounted_projections(pod, container)
+    assert set(files) == tls_files_read_by_the_nats_configs()
+    for path, (kind, name, key) in files.items():
+        assert (kind, name, key) == ("secret", "nats-tls", Path(path).name)
+    (tls,) = (s for s in k8s_objects("Secret") if s["metadata"]["name"] == "nats-tls")
+    assert tls["type"] == "kubernetes.io/tls"  # the layout cert-manager writes
+    assert set(tls["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}  # never ca.key
 
 
-@pytest.mark.parametrize("name", ["nats-1.conf", "nats-2.conf", "nats-3.conf", "nats-single.conf"])
-def test_nats_server_accepts_the_config(name: str) -> None:
-    result = subprocess.run(
-        [str(BIN / "nats-server"), "-t", "-c", name],
-        cwd=NATS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "is valid" in result.stdout + result.stderr
-
-
-def test_cluster_configs_sync_periodically_and_single_server_always() -> None:
-    common = (NATS_DIR / "common.conf").read_text()
-    assert re.search(r'^\s*sync_interval: "2m"$', common, re.MULTILINE)
-    single = (NATS_DIR / "nats-single.conf").read_text()
-    assert re.search(r"^\s*sync_interval: always$", single, re.MULTILINE)
-
-
-def write_loopback_configs(nodes: list[ClusterNode]) -> None:
-    """Copies of the real configs with loopback ports and a temporary store: nothing else."""
-    cluster_ports = {node.name: node.cluster_port for node in nodes}
-    for node in nodes:
-        node.store.mkdir(parents=True)
-        common = rewrite(
-            (NATS_DIR / "common.conf").read_text(),
-            {
-                "listen: 0.0.0.0:4222": f"listen: 127.0.0.1:{node.client_port}",
-                "http: 0.0.0.0:8222": f"http: 127.0.0.1:{node.monitor_port}",
-                'store_dir: "/data/jetstream"': f'store_dir: "{node.store / "jetstream"}"',
-            },
+def test_kubernetes_service_pods_get_their_own_nkey_seed_only_and_the_ca() -> None:
+    shared = config_map("certibloc-shared")
+    secrets = {o["metadata"]["name"]: o["stringData"] for o in k8s_objects("Secret")}
+    for service, pod, container in containers_by_service():
+        files = mounted_projections(pod, container)
+        settings = SETTINGS[service](
+            nats_credentials_dir=Path(shared["CERTIBLOC_NATS_CREDENTIALS_DIR"])
         )
-        routes = {
-            f"nats-route://{other}:6222": f"nats-route://127.0.0.1:{port}"
-            for other, port in cluster_ports.items()
-            if other != node.name
+        seeds = {p: f for p, f in files.items() if f[2].endswith(natsauth.SEED_SUFFIX)}
+        own = ("secret", f"certibloc-nats-{service}", f"{service}.nk")
+        assert seeds == {str(settings.nats_seed_file): own}, service
+        assert set(secrets[own[1]]) == {own[2]}  # the Secret holds that seed and nothing else
+        assert files[shared["CERTIBLOC_NATS_TLS_CA_FILE"]] == ("configMap", "nats-ca", "ca.crt")
+        named = {name for _, name, _ in files.values()}
+        named |= {
+            var["valueFrom"]["secretKeyRef"]["name"]
+            for var in container.get("env", [])
+            if "secretKeyRef" in var.get("valueFrom", {})
         }
-        own = rewrite(
-            (NATS_DIR / f"{node.name}.conf").read_text(),
-            {"listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{node.cluster_port}", **routes},
-        )
-        assert f"server_name: {node.name}\n" in own
-        (node.store / "common.conf").write_text(common)
-        (node.store / f"{node.name}.conf").write_text(own)
+        assert not named & {"nats-tls", "nats-nkeys"}, service
 
 
-def cluster_formed(nodes: list[ClusterNode]) -> bool:
-    """Each server routes to the two others and knows the JetStream meta leader of 3 peers."""
-    for node in nodes:
-        assert node.process is not None and node.process.poll() is None, node.log_tail()
-        routes = {route.get("remote_name") for route in node.monitor("routez").get("routes", [])}
-        if routes != {n.name for n in nodes} - {node.name}:
-            return False
-        meta = node.monitor("jsz").get("meta_cluster") or {}
-        if not meta.get("leader") or meta.get("cluster_size") != len(nodes):
-            return False
-    return True
-
-
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[list[ClusterNode]]:
-    nodes = [ClusterNode(name, tmp_path / name) for name in NATS_NODES]
-    write_loopback_configs(nodes)
-    try:
-        for node in nodes:
-            node.config = node.store / f"{node.name}.conf"
-            node.start()
-        wait_for(lambda: cluster_formed(nodes), timeout=15)
-        yield nodes
-    finally:
-        for node in nodes:
-            node.kill()
-
-
-async def test_cluster_from_the_real_configs_replicates_an_r3_stream(
-    nats_cluster: list[ClusterNode],
-) -> None:
-    first, *_, last = nats_cluster
-    client = await nats.connect([node.url for node in nats_cluster], connect_timeout=5)
-    reader = await nats.connect(last.url, connect_timeout=5)
-    try:
-        js = client.jetstream()
-        config = StreamConfig(
-            name="DEPLOY_CHECK",
-            subjects=["deploy.check.>"],
-            num_replicas=3,
-            storage=StorageType.FILE,
-            duplicate_window=120.0,
-        )
-        deadline = time.monotonic() + 15
-        while True:  # a just-elected meta leader may still be placing peers
-            try:
-                info = await js.add_stream(config)
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
-        assert info.config.num_replicas == 3
-
-        headers = {"Nats-Msg-Id": "deploy-check:1:0"}
-        ack = await js.publish("deploy.check.hello", b"bonjour", headers=headers, timeout=5)
-        assert (ack.stream, ack.seq, ack.duplicate) == ("DEPLOY_CHECK", 1, None)
-        again = await js.publish("deploy.check.hello", b"bonjour", headers=headers, timeout=5)
-        assert (again.seq, again.duplicate) == (1, True)  # what relay restarts rely on
-
-        info = await js.stream_info("DEPLOY_CHECK")
-        assert info.cluster is not None and info.cluster.leader in NATS_NODES
-        peers = {peer.name for peer in info.cluster.replicas or []}
-        assert peers | {info.cluster.leader} == set(NATS_NODES)
-
-        message = await reader.jetstream().get_msg("DEPLOY_CHECK", 1)
-        assert message.data == b"bonjour" and message.subject == "deploy.check.hello"
-        assert first.monitor("jsz").get("streams") == 1
-    finally:
-        await reader.close()
-        await client.close()
+def test_nats_certificate_names_every_host_clients_and_routes_dial() -> None:
+    names = set(nats_tls.subject_names(NATS_NODES))
+    dialed = set(re.findall(r"tls://([\w.-]+):", NATS_URL))
+    for config in NATS_DIR.glob("nats-*.conf"):
+        dialed |= set(re.findall(r"nats-route://([\w.-]+):", config.read_text()))
+        dialed |= set(re.findall(r"advertise: ([\w.-]+):", config.read_text()))
+    nats_services = [
+        s["metadata"]["name"]
+        for s in k8s_objects("Service")
+        if s["spec"]["selector"].get("app.kubernetes.io/name") == "nats"
+    ]
+    for service in nats_services:  # short and qualified, as pods of the namespace dial them
+        dialed |= {service, f"{service}.certibloc.svc", f"{service}.certibloc.svc.cluster.local"}
+    assert dialed <= names, sorted(dialed - names)
 
 
 # --- (d) settings ------------------------------------------------------------------------------
@@ -576,8 +584,10 @@ def test_compose_environment_is_read_by_its_service(
     compose: dict[str, Any], service: str, clean_environ: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     env = compose_environment(compose["services"][service])
-    # NAME_FILE becomes NAME in the entrypoint; the value is a path here, a secret there.
-    variables = {name.removesuffix("_FILE"): value for name, value in env.items()}
+    # NAME_FILE becomes NAME in the entrypoint (the value is a path here, a secret there),
+    # except settings whose name ends in _FILE.
+    kept = file_settings()
+    variables = {n if n in kept else n.removesuffix("_FILE"): v for n, v in env.items()}
     variables = {n: "0" * 64 if n.endswith("_SECRET") else v for n, v in variables.items()}
     assert unread([service], variables, clean_environ, tmp_path) == []
 

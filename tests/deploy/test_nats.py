@@ -1,0 +1,479 @@
+"""The real NATS configuration files of deploy/nats, with generated NKeys and TLS files.
+
+- auth.conf is exactly what ``python -m services.runtime.natsauth deploy-config`` generates;
+- ``max_payload`` is written out wherever a server is configured, at least what the services
+  allow themselves;
+- ``nats-server -t`` accepts every configuration given the CERTIBLOC_NKEY_* variables and the
+  TLS files, and refuses it without the keys (a server never starts open);
+- a 3-node cluster started from them (loopback ports, temporary paths: nothing else changed)
+  forms over TLS routes and replicates an R3 stream for the operator's key over TLS; it
+  refuses anonymous clients, plaintext clients and a route without a certificate from the CA,
+  and the notifications service's key may publish its own events but neither the
+  registry's nor delete a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
+
+from contracts.subjects import STREAMS
+from services.runtime import natsauth
+from services.runtime.nats import connect, ensure_stream
+from services.runtime.settings import ServiceSettings
+from tests.deploy.manifests import (
+    DEPLOY,
+    NATS_DIR,
+    NATS_NODES,
+    TLS_DIR,
+    config_map,
+    parse_env_file,
+    rewrite,
+)
+from tests.support.cluster import ClusterNode
+from tests.support.processes import BIN, eventually, free_port, wait_for
+from tools import nats_tls
+
+CONFIGS = ["nats-1.conf", "nats-2.conf", "nats-3.conf", "nats-single.conf"]
+MAX_PAYLOAD = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What deploy/init-secrets.sh makes, generated here: NKeys and the TLS files."""
+
+    credentials: Path
+    tls: Path
+    public_keys: dict[str, str]
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The NATS servers' environment (compose: secrets/nats/nkeys.env)."""
+        return {f"CERTIBLOC_NKEY_{u.upper()}": key for u, key in self.public_keys.items()}
+
+    def seed(self, user: str) -> Path:
+        return natsauth.seed_file(self.credentials, user)
+
+    @property
+    def ca(self) -> Path:
+        return self.tls / nats_tls.CA_CERT
+
+    def client_tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+@pytest.fixture(scope="module")
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> Secrets:
+    root = tmp_path_factory.mktemp("deploy-secrets")
+    keys = natsauth.ensure_credentials(root / "nats")
+    nats_tls.ensure(root / "nats-tls", NATS_NODES)
+    return Secrets(root / "nats", root / "nats-tls", keys)
+
+
+def copy_configs(target: Path, secrets: Secrets) -> None:
+    """deploy/nats/*.conf in ``target``, reading the TLS files from ``secrets``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for config in NATS_DIR.glob("*.conf"):
+        text = config.read_text()
+        if TLS_DIR in text:
+            text = rewrite(text, {TLS_DIR: f"{secrets.tls}/"})
+        (target / config.name).write_text(text)
+
+
+# --- the files --------------------------------------------------------------------------------
+
+
+def test_auth_conf_is_the_generated_authorization() -> None:
+    assert (NATS_DIR / "auth.conf").read_text() == natsauth.deploy_config(), (
+        "deploy/nats/auth.conf is stale: python -m services.runtime.natsauth deploy-config "
+        "> deploy/nats/auth.conf (and copy it into deploy/k8s/10-nats.yaml)"
+    )
+
+
+def test_every_server_config_includes_the_authorization_and_requires_tls() -> None:
+    for name in ("common.conf", "nats-single.conf"):
+        text = (NATS_DIR / name).read_text()
+        assert re.search(r"^include \./auth\.conf$", text, re.MULTILINE), name
+        assert re.search(r"^tls \{$", text, re.MULTILINE), f"{name}: no TLS for clients"
+        assert not re.search(r"^\s*(no_auth_user|allow_non_tls)\b", text, re.MULTILINE), name
+    for node in NATS_NODES:
+        text = (NATS_DIR / f"{node}.conf").read_text()
+        assert "include ./common.conf" in text
+        cluster = text[text.index("cluster {") :]
+        assert re.search(r"^\s+tls \{$", cluster, re.MULTILINE), f"{node}: routes in plaintext"
+        assert re.search(r"^\s+verify: true$", cluster, re.MULTILINE), node
+
+
+def test_max_payload_is_explicit_and_covers_what_the_services_allow() -> None:
+    for name in ("common.conf", "nats-single.conf"):
+        found = re.findall(r"^max_payload: (\d+)$", (NATS_DIR / name).read_text(), re.MULTILINE)
+        assert found == [str(MAX_PAYLOAD)], f"{name}: max_payload must be written out once"
+    allowed = [
+        ServiceSettings.model_fields["nats_max_payload"].default,
+        int(parse_env_file(DEPLOY / "env" / "shared.env")["CERTIBLOC_NATS_MAX_PAYLOAD"]),
+        int(config_map("certibloc-shared")["CERTIBLOC_NATS_MAX_PAYLOAD"]),
+    ]
+    assert max(allowed) <= MAX_PAYLOAD, "a stored event the bus refuses stops the relay"
+
+
+def nats_test(config: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "nats-server"), "-t", "-c", config.name],
+        cwd=config.parent,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_nats_server_accepts_the_config(name: str, secrets: Secrets, tmp_path: Path) -> None:
+    copy_configs(tmp_path, secrets)
+    result = nats_test(tmp_path / name, secrets.environment)
+    assert result.returncode == 0, result.stderr
+    assert "is valid" in result.stdout + result.stderr
+
+    # Without the public keys in its environment, a server does not start (never open).
+    missing = nats_test(tmp_path / name, {})
+    assert missing.returncode != 0 and "CERTIBLOC_NKEY_" in missing.stderr, missing.stderr
+
+
+def test_cluster_configs_sync_periodically_and_single_server_always() -> None:
+    common = (NATS_DIR / "common.conf").read_text()
+    assert re.search(r'^\s*sync_interval: "2m"$', common, re.MULTILINE)
+    single = (NATS_DIR / "nats-single.conf").read_text()
+    assert re.search(r"^\s*sync_interval: always$", single, re.MULTILINE)
+
+
+# --- a cluster from the real configs ----------------------------------------------------------
+
+
+def write_loopback_configs(nodes: list[ClusterNode], secrets: Secrets) -> None:
+    """Copies of the real configs with loopback ports, a temporary store and the generated TLS
+    files: nothing else. auth.conf is copied as it is."""
+    by_name = {node.name: node for node in nodes}
+    for node in nodes:
+        node.store.mkdir(parents=True)
+        shutil.copy(NATS_DIR / "auth.conf", node.store / "auth.conf")
+        common = rewrite(
+            (NATS_DIR / "common.conf").read_text(),
+            {
+                "listen: 0.0.0.0:4222": f"listen: 127.0.0.1:{node.client_port}",
+                "http: 0.0.0.0:8222": f"http: 127.0.0.1:{node.monitor_port}",
+                'store_dir: "/data/jetstream"': f'store_dir: "{node.store / "jetstream"}"',
+                TLS_DIR: f"{secrets.tls}/",
+            },
+        )
+        routes = {
+            f"nats-route://{other}:6222": f"nats-route://127.0.0.1:{peer.cluster_port}"
+            for other, peer in by_name.items()
+            if other != node.name
+        }
+        own = rewrite(
+            (NATS_DIR / f"{node.name}.conf").read_text(),
+            {
+                "listen: 0.0.0.0:6222": f"listen: 127.0.0.1:{node.cluster_port}",
+                f"advertise: {node.name}:4222": f"advertise: 127.0.0.1:{node.client_port}",
+                f"advertise: {node.name}:6222": f"advertise: 127.0.0.1:{node.cluster_port}",
+                TLS_DIR: f"{secrets.tls}/",
+                **routes,
+            },
+        )
+        assert f"server_name: {node.name}\n" in own
+        (node.store / "common.conf").write_text(common)
+        (node.store / f"{node.name}.conf").write_text(own)
+
+
+def cluster_formed(nodes: list[ClusterNode]) -> bool:
+    """Each server routes to the two others and knows the JetStream meta leader of 3 peers."""
+    for node in nodes:
+        assert node.process is not None and node.process.poll() is None, node.log_tail()
+        routes = {route.get("remote_name") for route in node.monitor("routez").get("routes", [])}
+        if routes != {n.name for n in nodes} - {node.name}:
+            return False
+        meta = node.monitor("jsz").get("meta_cluster") or {}
+        if not meta.get("leader") or meta.get("cluster_size") != len(nodes):
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(
+    tmp_path_factory: pytest.TempPathFactory, secrets: Secrets
+) -> Iterator[list[ClusterNode]]:
+    root = tmp_path_factory.mktemp("nats-cluster")
+    nodes = [ClusterNode(name, root / name) for name in NATS_NODES]
+    write_loopback_configs(nodes, secrets)
+    try:
+        # The servers read the public keys from their environment, as in compose and k8s.
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in secrets.environment.items():
+                env.setenv(name, value)
+            for node in nodes:
+                node.config = node.store / f"{node.name}.conf"
+                node.start()
+        wait_for(lambda: cluster_formed(nodes), timeout=20)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def tls_urls(nodes: list[ClusterNode]) -> list[str]:
+    return [f"tls://127.0.0.1:{node.client_port}" for node in nodes]
+
+
+async def as_user(
+    nodes: list[ClusterNode], secrets: Secrets, user: str
+) -> tuple[Client, list[str]]:
+    """A client with ``user``'s seed over TLS, and the errors the servers send it."""
+    errors: list[str] = []
+
+    async def on_error(error: Exception) -> None:
+        errors.append(str(error))
+
+    client = await nats.connect(
+        tls_urls(nodes),
+        nkeys_seed=str(secrets.seed(user)),
+        inbox_prefix=natsauth.inbox_prefix(user) if user != natsauth.OPERATOR else "_INBOX",
+        tls=secrets.client_tls(),
+        error_cb=on_error,
+        allow_reconnect=False,
+        connect_timeout=5,
+    )
+    return client, errors
+
+
+@pytest.fixture
+async def operator(nats_cluster: list[ClusterNode], secrets: Secrets) -> AsyncIterator[Client]:
+    client, _ = await as_user(nats_cluster, secrets, natsauth.OPERATOR)
+    yield client
+    await client.close()
+
+
+async def add_stream_when_placed(client: Client, config: StreamConfig) -> None:
+    """A just-elected meta leader may still be placing peers: retry until a deadline."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            await client.jetstream().add_stream(config)
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+def test_cluster_routes_and_clients_are_tls(nats_cluster: list[ClusterNode]) -> None:
+    for node in nats_cluster:
+        varz = node.monitor("varz")
+        assert varz["tls_required"] is True and not varz.get("tls_verify")  # NKeys, not certs
+        assert varz["max_payload"] == MAX_PAYLOAD
+        assert varz["cluster"]["tls_required"] is True and varz["cluster"]["tls_verify"] is True
+        assert varz["auth_required"] is True
+
+
+async def test_cluster_replicates_an_r3_stream_for_the_operator_over_tls(
+    nats_cluster: list[ClusterNode], secrets: Secrets, operator: Client
+) -> None:
+    first, *_, last = nats_cluster
+    reader, _ = await as_user([last], secrets, natsauth.OPERATOR)
+    try:
+        js = operator.jetstream()
+        config = StreamConfig(
+            name="DEPLOY_CHECK",
+            subjects=["deploy.check.>"],
+            num_replicas=3,
+            storage=StorageType.FILE,
+            duplicate_window=120.0,
+        )
+        await add_stream_when_placed(operator, config)
+
+        headers = {"Nats-Msg-Id": "deploy-check:1:0"}
+        ack = await js.publish("deploy.check.hello", b"bonjour", headers=headers, timeout=5)
+        assert (ack.stream, ack.seq, ack.duplicate) == ("DEPLOY_CHECK", 1, None)
+        again = await js.publish("deploy.check.hello", b"bonjour", headers=headers, timeout=5)
+        assert (again.seq, again.duplicate) == (1, True)  # what relay restarts rely on
+
+        info = await js.stream_info("DEPLOY_CHECK")
+        assert info.config.num_replicas == 3
+        assert info.cluster is not None and info.cluster.leader in NATS_NODES
+        peers = {peer.name for peer in info.cluster.replicas or []}
+        assert peers | {info.cluster.leader} == set(NATS_NODES)
+
+        message = await reader.jetstream().get_msg("DEPLOY_CHECK", 1)
+        assert message.data == b"bonjour" and message.subject == "deploy.check.hello"
+        assert reader.connected_url is not None and reader.connected_url.scheme == "tls"
+        assert first.monitor("jsz").get("streams", 0) >= 1
+    finally:
+        await reader.close()
+
+
+async def test_cluster_refuses_an_anonymous_client(
+    nats_cluster: list[ClusterNode], secrets: Secrets
+) -> None:
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        await nats.connect(
+            tls_urls(nats_cluster)[0],
+            tls=secrets.client_tls(),
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=5,
+        )
+
+
+async def test_cluster_refuses_an_unknown_key(
+    nats_cluster: list[ClusterNode], secrets: Secrets
+) -> None:
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        await nats.connect(
+            tls_urls(nats_cluster)[0],
+            nkeys_seed_str=natsauth.new_seed().decode(),
+            tls=secrets.client_tls(),
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=5,
+        )
+
+
+def plaintext_session(port: int, seed: Path) -> bytes:
+    """Speak the NATS protocol without TLS: read INFO, send CONNECT and PING; what comes back
+    before the server closes the connection (or a 5 s deadline)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        info = raw.recv(4096)
+        assert info.startswith(b"INFO ")
+        assert json.loads(info[5:].strip())["tls_required"] is True
+        key = natsauth.public_key(seed.read_bytes().strip())
+        raw.sendall(b"CONNECT " + json.dumps({"nkey": key, "verbose": False}).encode())
+        raw.sendall(b"\r\nPING\r\n")
+        received = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                chunk = raw.recv(4096)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+async def test_cluster_refuses_a_plaintext_client(
+    nats_cluster: list[ClusterNode], secrets: Secrets
+) -> None:
+    # At the protocol level: the server wants a TLS handshake, and closes on plaintext.
+    answer = plaintext_session(nats_cluster[0].client_port, secrets.seed("registry"))
+    assert b"PONG" not in answer and b"+OK" not in answer
+    # And a client that does not trust the CA (the system's trust store) never gets in.
+    with pytest.raises(Exception, match=r"(?i)certificate"):
+        await nats.connect(
+            f"nats://127.0.0.1:{nats_cluster[0].client_port}",
+            nkeys_seed=str(secrets.seed("registry")),
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=5,
+        )
+
+
+async def test_notifications_key_publishes_its_own_events_but_not_the_registrys(
+    nats_cluster: list[ClusterNode], secrets: Secrets, operator: Client
+) -> None:
+    registry_stream = STREAMS["registry"]
+    await add_stream_when_placed(
+        operator,
+        StreamConfig(
+            name=registry_stream,
+            subjects=["certibloc.registry.>"],
+            num_replicas=3,
+            storage=StorageType.FILE,
+        ),
+    )
+    # As the service itself connects: services.runtime.nats.connect with tls:// and the CA.
+    service = await connect(
+        ",".join(tls_urls(nats_cluster)),
+        "notifications",
+        seed_file=secrets.seed("notifications"),
+        inbox_prefix=natsauth.inbox_prefix("notifications"),
+        tls_ca_file=secrets.ca,
+    )
+    try:
+        js = service.jetstream(timeout=2)
+        await ensure_stream(js, STREAMS["notifications"], "notifications", replicas=3)
+        ack = await js.publish("certibloc.notifications.notification-sent.v1", b"{}")
+        assert ack.stream == STREAMS["notifications"]
+
+        forger, errors = await as_user(nats_cluster, secrets, "notifications")
+        try:
+            await forger.publish("certibloc.registry.bloc-validated.v1", b"{}")
+            await forger.flush()
+            await eventually(lambda: errors, 5, "the server's permissions violation")
+            assert "permissions violation" in errors[0].lower()
+            with pytest.raises((nats.errors.Error, asyncio.TimeoutError)):
+                await forger.jetstream(timeout=0.5).delete_stream(registry_stream)
+            await eventually(
+                lambda: any("$js.api.stream.delete" in e.lower() for e in errors), 5, "the refusal"
+            )
+        finally:
+            await forger.close()
+    finally:
+        await service.close()
+    info = await operator.jetstream().stream_info(registry_stream)
+    assert info.state.messages == 0  # the forged event never reached the registry's stream
+
+
+def test_cluster_refuses_a_route_without_a_certificate_from_the_ca(
+    nats_cluster: list[ClusterNode], secrets: Secrets, tmp_path: Path
+) -> None:
+    """A server that trusts the cluster's CA but presents a certificate from another CA
+    dials nats-1's route port: nats-1 refuses it, and the cluster keeps its three servers."""
+    rogue_tls = tmp_path / "rogue-tls"
+    nats_tls.ensure(rogue_tls, ["rogue"])
+    first = nats_cluster[0]
+    config = tmp_path / "rogue.conf"
+    config.write_text(
+        "\n".join(
+            [
+                'server_name: "rogue"',
+                f'listen: "127.0.0.1:{free_port()}"',
+                "cluster {",
+                "  name: certibloc",
+                f'  listen: "127.0.0.1:{free_port()}"',
+                f'  tls {{ cert_file: "{rogue_tls}/tls.crt", key_file: "{rogue_tls}/tls.key",'
+                f' ca_file: "{secrets.ca}", verify: true, timeout: 2 }}',
+                f"  routes: [ nats-route://127.0.0.1:{first.cluster_port} ]",
+                "}",
+                "",
+            ]
+        )
+    )
+    first_log = first.store / "nats.log"
+    refusals = first_log.read_text().count("unknown authority")
+    with (tmp_path / "rogue.log").open("wb") as out:
+        rogue = subprocess.Popen(
+            [str(BIN / "nats-server"), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: first_log.read_text().count("unknown authority") > refusals)
+        for node in nats_cluster:
+            routes = {r.get("remote_name") for r in node.monitor("routez").get("routes", [])}
+            assert routes == set(NATS_NODES) - {node.name}, routes
+    finally:
+        rogue.kill()
+        rogue.wait(timeout=10)
