@@ -99,6 +99,7 @@ async def test_bad_messages_go_to_the_dead_letter_stream_and_the_chain_goes_on(
     await _drain(c, lambda: _seen(app) == ["e1000", "e4000"])
 
     assert app.process_recorder.max_tracking_id(service) == 4000
+
     async def settled() -> bool:  # acks and terminations are sent, not waited for
         info = await js.consumer_info(f"S_{service}", f"D_{service}")
         return info.num_pending == 0 and info.num_ack_pending == 0
