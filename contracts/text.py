@@ -17,8 +17,16 @@ travel. Why each limit is what it is:
 
 Names are NFC-normalised (so "é" is one code point whatever the keyboard sent) and may hold
 letters, marks, spaces and the punctuation names use; control characters, bidirectional
-overrides and isolates, zero-width characters and other invisible format characters are
-refused: they can make a name display as another one (CVE-2021-42574's trick) or hide text.
+overrides and isolates, zero-width and other default-ignorable characters (fillers, variation
+selectors...) are refused: they can make a name display as another one (CVE-2021-42574's
+trick) or hide text.
+
+The events carry what the registry has ever accepted, which is looser than what it accepts
+now: v1 is not a new version, and an event written before these limits must still be
+publishable and consumable. So the *contract* types (``PersonName``, ``FreeText``...) bound
+lengths at what the API used to allow (``CONTRACT_NAME_MAX`` 200, ``CONTRACT_TEXT_MAX`` 2000)
+and refuse only invisible and control characters; the *input* types (``NameInput``...) apply
+today's limits and rules at the edge.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ EMAIL_MAX: Final = 254
 EMAIL_LOCAL_MAX: Final = 64
 REASON_MAX: Final = 500
 CODE_MAX: Final = 32
+CONTRACT_NAME_MAX: Final = 200  # jury names were taken up to 200 before 2026-12
+CONTRACT_TEXT_MAX: Final = 2000  # correction reasons were taken up to 2000 before 2026-12
 
 # Unicode general categories never accepted in text: controls, format characters (bidi
 # controls, zero-width space/joiners, word joiner, BOM, soft hyphen...), surrogates, private
@@ -43,6 +53,30 @@ CODE_MAX: Final = 32
 _FORBIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _NAME_PUNCTUATION: Final = frozenset("'’-. ")
 _MAX_COMBINING_RUN: Final = 3  # "Zalgo" text stacks dozens of marks on one letter
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): rendered as nothing.
+# Most are format characters (Cf, refused above); these are not: the combining grapheme
+# joiner, Hangul fillers (letters!), Khmer inherent vowels, Mongolian and other variation
+# selectors, and reserved ranges.
+_IGNORABLE_RANGES: Final = (
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def _ignorable(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _IGNORABLE_RANGES)
+
+
 _SPACES = re.compile(r"[^\S\n]+")  # any white space but the line break
 
 
@@ -65,7 +99,7 @@ def text_problem(value: str, *, multiline: bool = False) -> str | None:
             combining = 0
             continue
         category = unicodedata.category(char)
-        if category in _FORBIDDEN_CATEGORIES:
+        if category in _FORBIDDEN_CATEGORIES or _ignorable(char):
             return f"caractère interdit {_describe(char)} (contrôle, invisible ou de direction)"
         combining = combining + 1 if category in ("Mn", "Me") else 0
         if combining > _MAX_COMBINING_RUN:
@@ -127,9 +161,7 @@ def normalise_text(value: object) -> object:
 
 
 def _checked_email(value: str) -> str:
-    problem = text_problem(value)
-    if problem is not None:
-        raise _refuse(problem)
+    _checked_line(value)
     local, at, domain = value.rpartition("@")
     if (
         not at
@@ -145,9 +177,13 @@ def _checked_email(value: str) -> str:
 
 # --- the types events carry (consumers check them; nothing is normalised on the way) -------
 
-PersonName = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_checked_name)]
-FreeText = Annotated[str, Field(min_length=1, max_length=REASON_MAX), AfterValidator(_checked_text)]
-Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX), AfterValidator(_checked_email)]
+PersonName = Annotated[
+    str, Field(min_length=1, max_length=CONTRACT_NAME_MAX), AfterValidator(_checked_line)
+]
+FreeText = Annotated[
+    str, Field(min_length=1, max_length=CONTRACT_TEXT_MAX), AfterValidator(_checked_text)
+]
+Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX), AfterValidator(_checked_line)]
 Code = Annotated[str, Field(min_length=1, max_length=CODE_MAX), AfterValidator(_checked_line)]
 # A stable id (a UUID, a deliberation or decision id): ASCII, no white space.
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -155,8 +191,23 @@ Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:
 Label = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_checked_line)]
 Url = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_checked_line)]
 
-# --- the same, as a client sends them (normalised first, then checked) --------------------
+# --- what a client sends: normalised first, then held to today's limits and rules ----------
 
-NameInput = Annotated[PersonName, BeforeValidator(normalise_name)]
-TextInput = Annotated[FreeText, BeforeValidator(normalise_text)]
-EmailInput = Annotated[Email, BeforeValidator(normalise_name)]
+NameInput = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_MAX),
+    AfterValidator(_checked_name),
+    BeforeValidator(normalise_name),
+]
+TextInput = Annotated[
+    str,
+    Field(min_length=1, max_length=REASON_MAX),
+    AfterValidator(_checked_text),
+    BeforeValidator(normalise_text),
+]
+EmailInput = Annotated[
+    str,
+    Field(min_length=3, max_length=EMAIL_MAX),
+    AfterValidator(_checked_email),
+    BeforeValidator(normalise_name),
+]

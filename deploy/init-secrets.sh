@@ -12,9 +12,11 @@
 #                                identity (pdf/pdf-signer.pem, self-signed; replace with a
 #                                certificate from your CA if you have one)
 #   DIR/nats/                    the bus's NKeys: <user>.nk seeds (registry, attestations,
-#                                notifications: one per service; operator: for your tools) and
-#                                nkeys.env, their PUBLIC keys (CERTIBLOC_NKEY_<USER>=U...) for
-#                                the NATS servers
+#                                notifications: one per service, each mounted by its service
+#                                only; provisioner: mounted by the provisioning job only, Compose
+#                                nats-provision / Kubernetes Job nats-provision; operator: for
+#                                your tools, never mounted) and nkeys.env, their PUBLIC keys
+#                                (CERTIBLOC_NKEY_<USER>=U...) for the NATS servers
 #   DIR/nats-tls/                NATS TLS: a private CA (ca.crt, ca.key) and the servers'
 #                                certificate (tls.crt, tls.key); replace with your PKI's files
 #                                under the same names if you have one
@@ -46,7 +48,8 @@ from services.attestations.pdf import PdfSigner
 PdfSigner.load_or_create(Path(sys.argv[1]), common_name="certibloc attestations")' "$keys/pdf"
 fi
 
-# Seeds are kept; nkeys.env is written again from them (the same keys).
+# Seeds are kept (a missing one, e.g. provisioner.nk after an upgrade, is created); nkeys.env
+# is written again from them. Each seed goes to one consumer only (deploy/README.md, "Secrets").
 "$python" -m services.runtime.natsauth credentials "$dir/nats" > /dev/null
 # Host names the services and the routes dial (the Kubernetes Service names are added).
 "$python" -m tools.nats_tls "$dir/nats-tls" --hosts "${NATS_TLS_HOSTS:-nats-1,nats-2,nats-3}" > /dev/null

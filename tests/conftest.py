@@ -21,6 +21,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from services.runtime import natsauth
+from services.runtime.provision import provision
 from tests.support.processes import CREDENTIALS_ENV, NatsServer, Postgres, postgres_server
 
 
@@ -59,11 +60,13 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def clean_streams(nc: Client) -> None:
-    """Tests that use the services' fixed stream names start from empty streams."""
+    """Tests that use the services' fixed stream names start from empty streams (provisioned
+    again, as at a first start)."""
     js = nc.jetstream()
     for name in await js.streams_info():
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(name.config.name)
+    await provision(js)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

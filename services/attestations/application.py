@@ -125,7 +125,8 @@ class AttestationsApp(ServiceApplication):
     def _find_holder(self, unit: Unit | None, exam_center: str, number: str) -> Holder | None:
         return self.find_owned(
             unit,
-            (Holder.create_id(exam_center, number), Holder.legacy_id(number)),
+            Holder.create_id(exam_center, number),
+            Holder.legacy_id(number),
             Holder,
             exam_center,
         )

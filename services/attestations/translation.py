@@ -9,14 +9,15 @@ from typing import Any
 from contracts import attestations_v1 as v1
 from contracts.referential import load_certification
 from services.attestations.domain.aggregates import Attestation
-from services.runtime.outbox import Outgoing
+from services.runtime.outbox import Outgoing, contract
 
 
 def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[Outgoing]]:
     def translate(domain_event: object) -> Sequence[Outgoing]:
         e: Any = domain_event
         if isinstance(domain_event, Attestation.Issued):
-            issued = v1.AttestationIssued(
+            issued = contract(
+                v1.AttestationIssued,
                 attestation_id=e.public_id,
                 kind=e.kind,
                 code=e.code,
@@ -34,7 +35,8 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
             return [Outgoing(issued, issued.event_type(), e.candidate_number)]
         if isinstance(domain_event, Attestation.Revoked):
             certification = getattr(e, "certification", None)
-            revoked = v1.AttestationRevoked(
+            revoked = contract(
+                v1.AttestationRevoked,
                 attestation_id=e.public_id,
                 kind=e.kind,
                 code=e.code,

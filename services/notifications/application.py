@@ -61,7 +61,8 @@ class NotificationsApp(ServiceApplication):
     def recipient(self, unit: Unit | None, exam_center: str, number: str) -> Recipient | None:
         return self.find_owned(
             unit,
-            (Recipient.create_id(exam_center, number), Recipient.legacy_id(number)),
+            Recipient.create_id(exam_center, number),
+            Recipient.legacy_id(number),
             Recipient,
             exam_center,
         )

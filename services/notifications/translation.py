@@ -8,13 +8,14 @@ from typing import Any
 
 from contracts import notifications_v1 as v1
 from services.notifications.domain import Notification
-from services.runtime.outbox import Outgoing
+from services.runtime.outbox import Outgoing, contract
 
 
 def translate(domain_event: object) -> Sequence[Outgoing]:
     e: Any = domain_event
     if isinstance(domain_event, Notification.Sent):
-        sent = v1.NotificationSent(
+        sent = contract(
+            v1.NotificationSent,
             delivery_key=e.delivery_key,
             channel=e.channel,
             candidate_number=e.candidate_number,
@@ -26,7 +27,8 @@ def translate(domain_event: object) -> Sequence[Outgoing]:
         return [Outgoing(sent, sent.event_type(), e.candidate_number)]
     if isinstance(domain_event, Notification.Failed | Notification.GaveUp):
         gave_up = isinstance(domain_event, Notification.GaveUp)
-        failed = v1.NotificationFailed(
+        failed = contract(
+            v1.NotificationFailed,
             delivery_key=e.delivery_key,
             channel=e.channel,
             candidate_number=e.candidate_number,

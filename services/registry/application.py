@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
-from tenacity import retry, retry_if_exception_type, stop_after_attempt
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
 from contracts.api_keys import uai_of
 from contracts.referential import Certification, load_certification
@@ -52,9 +52,13 @@ UAI = re.compile(r"^[0-9]{7}[A-Z]$")  # 3 for the département, 4 digits, a chec
 CENTER_NAME_MAX = 200
 
 # A concurrent write to the same candidate makes the save fail; reloading and re-deciding is
-# always safe because every command is recomputed from the stored state.
+# always safe because every command is recomputed from the stored state. Random waits keep
+# racing writers from meeting again; past the last attempt the API answers 503 + Retry-After.
 _retry_on_conflict = retry(
-    retry=retry_if_exception_type(IntegrityError), stop=stop_after_attempt(3), reraise=True
+    retry=retry_if_exception_type(IntegrityError),
+    stop=stop_after_attempt(8),
+    wait=wait_random(0.005, 0.05),
+    reraise=True,
 )
 
 
@@ -133,6 +137,7 @@ class RegistryApp(ServiceApplication):
 
     # --- candidates -----------------------------------------------------------------------
 
+    @_retry_on_conflict
     def register_candidate(
         self, center: str, identity: Mapping[str, Any]
     ) -> tuple[bool, Candidate]:
@@ -151,11 +156,7 @@ class RegistryApp(ServiceApplication):
                 "identité ; pour une erreur matérielle, contactez le service des examens."
             )
         candidate = Candidate(exam_center=center, **identity)
-        linked = self._link_person(candidate)
-        try:
-            self.save(candidate, *linked)
-        except IntegrityError:
-            return self.register_candidate(center, identity)
+        self.save(candidate, *self._link_person(candidate))  # a race: retried, see above
         return True, candidate
 
     def _link_person(self, candidate: Candidate) -> list[Person]:
@@ -168,7 +169,7 @@ class RegistryApp(ServiceApplication):
         person.claim(
             candidate.exam_center, candidate.candidate_number, candidate.birth_date, at=_now()
         )
-        return [person]
+        return [person] if person.pending_events else []
 
     def person(self, ine: str) -> Person | None:
         """Operator view of an INE's links (never shown to a center)."""
@@ -177,7 +178,8 @@ class RegistryApp(ServiceApplication):
     def _find_candidate(self, center: str, number: str) -> Candidate | None:
         return self.find_owned(
             None,
-            (ids.candidate_id(center, number), ids.legacy_candidate_id(number)),
+            ids.candidate_id(center, number),
+            ids.legacy_candidate_id(number),
             Candidate,
             center,
         )
@@ -206,11 +208,12 @@ class RegistryApp(ServiceApplication):
         rows: Sequence[tuple[int, Mapping[str, Any]]],
         idempotency_key: str | None,
         request_digest: str,
+        former_digest: str | None = None,
     ) -> DeliberationReceipt:
         cert = self.certification(certification)
         if idempotency_key:
             deliberation_uuid = ids.deliberation_id(center, idempotency_key)
-            replay = self._replay(deliberation_uuid, request_digest)
+            replay = self._replay(deliberation_uuid, request_digest, former_digest)
             if replay is not None:
                 return replay
         else:
@@ -289,17 +292,20 @@ class RegistryApp(ServiceApplication):
             self.save(deliberation, *candidates)
         except IntegrityError:
             if idempotency_key:
-                replay = self._replay(deliberation_uuid, request_digest)
+                replay = self._replay(deliberation_uuid, request_digest, former_digest)
                 if replay is not None:
                     return replay
             raise
         return DeliberationReceipt(True, deliberation.receipt())
 
-    def _replay(self, deliberation_uuid: UUID, request_digest: str) -> DeliberationReceipt | None:
+    def _replay(
+        self, deliberation_uuid: UUID, request_digest: str, former_digest: str | None = None
+    ) -> DeliberationReceipt | None:
         existing = self.get_optional(deliberation_uuid, Deliberation)
         if existing is None:
             return None
-        if existing.request_digest != request_digest:
+        # PVs recorded before 2026-12 kept the digest of the raw body (``former_digest``).
+        if existing.request_digest not in (request_digest, former_digest):
             raise ConflictingState(
                 "Cette clé d'idempotence a déjà servi pour un autre procès-verbal."
             )

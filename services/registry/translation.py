@@ -16,7 +16,7 @@ from contracts.referential import load_certification
 from services.registry.domain.candidate import Candidate
 from services.registry.domain.exam_center import ExamCenter
 from services.registry.domain.marks import parse_mark
-from services.runtime.outbox import Outgoing
+from services.runtime.outbox import Outgoing, contract
 
 REPLACED = "décision du jury remplacée par une nouvelle délibération"
 
@@ -25,7 +25,8 @@ def translate(domain_event: object) -> Sequence[Outgoing]:
     # Event attributes are made by eventsourcing at run time: read them untyped.
     e: Any = domain_event
     if isinstance(domain_event, ExamCenter.KeyIssued):
-        issued = v1.ExamCenterKeyIssued(
+        issued = contract(
+            v1.ExamCenterKeyIssued,
             exam_center=e.uai,
             key_id=e.key_id,
             digest=e.digest,
@@ -33,7 +34,7 @@ def translate(domain_event: object) -> Sequence[Outgoing]:
         )
         return [_out(issued, e.uai)]
     if isinstance(domain_event, ExamCenter.KeyRevoked):
-        return [_out(v1.ExamCenterKeyRevoked(exam_center=e.uai, key_id=e.key_id), e.uai)]
+        return [_out(contract(v1.ExamCenterKeyRevoked, exam_center=e.uai, key_id=e.key_id), e.uai)]
     if isinstance(domain_event, Candidate.Registered):
         return [_registered(e)]
     if isinstance(domain_event, Candidate.ResultsRecorded):
@@ -43,7 +44,8 @@ def translate(domain_event: object) -> Sequence[Outgoing]:
         ]
         return graded + _changes(e, e.deliberated_on)
     if isinstance(domain_event, Candidate.VaeDecisionRecorded):
-        recorded = v1.VaeDecisionRecorded(
+        recorded = contract(
+            v1.VaeDecisionRecorded,
             decision_id=e.decision_id,
             candidate_number=e.candidate_number,
             certification=e.certification,
@@ -51,7 +53,7 @@ def translate(domain_event: object) -> Sequence[Outgoing]:
             decision=e.decision,
             blocs=e.blocs,
             exam_center=e.exam_center,
-            jury=v1.Jury.model_validate(e.jury),
+            jury=contract(v1.Jury, **e.jury),
         )
         return [_out(recorded, e.candidate_number), *_changes(e, e.decided_on)]
     if isinstance(domain_event, Candidate.ResultCorrected):
@@ -72,7 +74,8 @@ def _out(event: v1.RegistryEvent, subject: str) -> Outgoing:
 
 def _registered(e: Any) -> Outgoing:
     return _out(
-        v1.CandidateRegistered(
+        contract(
+            v1.CandidateRegistered,
             candidate_number=e.candidate_number,
             certification=e.certification,
             exam_center=e.exam_center,
@@ -99,7 +102,8 @@ def _graded(
 ) -> Outgoing:
     mark = parse_mark(line["mark"])
     return _out(
-        v1.BlocGraded(
+        contract(
+            v1.BlocGraded,
             result_id=line["result_id"],
             candidate_number=e.candidate_number,
             certification=e.certification,
@@ -128,7 +132,8 @@ def _changes(e: Any, on: str) -> list[Outgoing]:
     for gone in e.withdrawn:
         out.append(
             _out(
-                v1.BlocValidationWithdrawn(
+                contract(
+                    v1.BlocValidationWithdrawn,
                     validation_id=gone["validation_id"],
                     candidate_number=e.candidate_number,
                     certification=e.certification,
@@ -146,7 +151,8 @@ def _changes(e: Any, on: str) -> list[Outgoing]:
         bloc = cert.bloc(new["bloc"])
         out.append(
             _out(
-                v1.BlocValidated(
+                contract(
+                    v1.BlocValidated,
                     validation_id=new["validation_id"],
                     candidate_number=e.candidate_number,
                     certification=e.certification,
@@ -166,7 +172,8 @@ def _changes(e: Any, on: str) -> list[Outgoing]:
     if e.award_withdrawn is not None:
         out.append(
             _out(
-                v1.CertificationAwardWithdrawn(
+                contract(
+                    v1.CertificationAwardWithdrawn,
                     award_id=e.award_withdrawn["award_id"],
                     candidate_number=e.candidate_number,
                     certification=e.certification,
@@ -182,7 +189,8 @@ def _changes(e: Any, on: str) -> list[Outgoing]:
         award = e.award
         out.append(
             _out(
-                v1.CertificationAwarded(
+                contract(
+                    v1.CertificationAwarded,
                     award_id=award["award_id"],
                     candidate_number=e.candidate_number,
                     certification=e.certification,

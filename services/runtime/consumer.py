@@ -16,7 +16,14 @@ the upstream position reached. So:
   its contract, refused by its handler) is copied to the dead-letter stream *before* its
   position is recorded as passed, then terminated (AckTerm): it never blocks the lane, and a
   crash in between copies it again rather than loses it. One without a position of the chain
-  (malformed, foreign) never moves the chain.
+  (malformed, foreign, or overlapping the chain already applied) never moves the chain.
+
+The chain trusts the positions its producer declares: the bus's authorization is what keeps
+anyone else from publishing on a producer's subjects. A consumer never stalls in silence
+either: waiting for the same position longer than ``stuck_after`` (an event whose predecessor
+does not come, a handler that keeps failing) reports it stuck (log, metric, red /readyz), and a
+first delivery of a position already passed (a copy published again, or a producer declaring
+positions it should not) is counted and logged.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -45,7 +53,6 @@ from services.runtime.messages import (
     Unit,
 )
 from services.runtime.metrics import Metrics
-from services.runtime.nats import ensure_consumer, ensure_deadletter_stream
 from services.runtime.store import ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -99,8 +106,8 @@ class EventConsumer:
         batch_size: int = 500,
         fetch_timeout: float = 0.5,
         retry_delay: float = 0.5,
-        ack_wait: float = 5.0,
-        replicas: int = 1,
+        max_payload: int = deadletters.DEFAULT_MAX_PAYLOAD,
+        stuck_after: float = 30.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.app = app
@@ -108,10 +115,6 @@ class EventConsumer:
         self.table = spec.handlers
         self.before_commit = spec.before_commit
         self.service = service  # the consuming service: owner of the dead-letter stream
-        # Messages held by a consumer that died come back after ack_wait, and the ones after
-        # them wait for them (positions must be contiguous): short, since a batch takes well
-        # under a second; a redelivery of a message still being applied is harmless.
-        self.ack_wait = ack_wait
         self.early_delay = 0.03
         self.js = js
         self.stream = stream or STREAMS[spec.producer]
@@ -120,7 +123,12 @@ class EventConsumer:
         self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
         self.retry_delay = retry_delay
-        self.replicas = replicas
+        self.max_payload = max_payload  # the server's: a dead letter's copy must fit in it
+        self.stuck_after = stuck_after
+        self.stuck: tuple[int, str, float] | None = None  # (position, why, since when)
+        self._waiting: tuple[int, str] | None = None  # what the last batch could not get past
+        self._progress_at = time.monotonic()
+        self._stuck_logged = 0.0
         self.applied_total = 0
         self.dead_total = 0
         self.instruments = metrics.consumer(self.durable, self.stream) if metrics else None
@@ -129,14 +137,9 @@ class EventConsumer:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        await ensure_deadletter_stream(self.js, self.service, self.replicas)
-        await ensure_consumer(
-            self.js,
-            self.stream,
-            self.durable,
-            ack_wait=self.ack_wait,
-            max_ack_pending=self.batch_size * 4,
-        )
+        """Bind to the durable consumer provisioned for us (``services.runtime.provision``);
+        raises NotFoundError until it exists."""
+        await self.js.consumer_info(self.stream, self.durable)
         self._sub = await self.js.pull_subscribe_bind(self.durable, self.stream)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -146,9 +149,9 @@ class EventConsumer:
             try:
                 await self.start()
             except Exception as error:
-                # Typically the upstream stream does not exist yet: its producer creates it.
+                # Typically the stream and its consumers are not provisioned yet.
                 log.warning(
-                    "consumer not started yet; retrying",
+                    "consumer not provisioned yet; retrying",
                     extra={"durable": self.durable, "stream": self.stream, "error": str(error)},
                 )
                 with contextlib.suppress(TimeoutError):
@@ -207,7 +210,46 @@ class EventConsumer:
         self.applied_total += verdicts.applied
         if self.instruments is not None and verdicts.applied:
             self.instruments.applied.inc(verdicts.applied)
+        self._check_stuck()
         return verdicts.applied
+
+    def problem(self) -> str | None:
+        """Why this consumer is not ready (in French, for ``/readyz``), or None."""
+        if self.stuck is None:
+            return None
+        position, why, since = self.stuck
+        return (
+            f"le consommateur {self.durable} du flux {self.stream} n'avance plus depuis "
+            f"{time.monotonic() - since:.0f} s après la position {position} : {why}"
+        )
+
+    def _check_stuck(self) -> None:
+        now = time.monotonic()
+        waiting = self._waiting
+        if waiting is None or now - self._progress_at < self.stuck_after:
+            if self.stuck is not None and waiting is None:
+                log.warning("consumer resumed", extra={"durable": self.durable})
+                self.stuck = None
+                if self.instruments is not None:
+                    self.instruments.stuck.set(0)
+            return
+        if self.stuck is None:
+            self.stuck = (waiting[0], waiting[1], self._progress_at)
+            self._stuck_logged = 0.0
+            if self.instruments is not None:
+                self.instruments.stuck.set(1)
+        if now - self._stuck_logged >= 60.0:
+            self._stuck_logged = now
+            log.error(
+                "consumer stuck: no progress past this position",
+                extra={
+                    "durable": self.durable,
+                    "stream": self.stream,
+                    "position": waiting[0],
+                    "reason": waiting[1],
+                    "stuck_seconds": round(now - self._progress_at),
+                },
+            )
 
     async def position(self) -> int:
         if self._position is None:
@@ -242,17 +284,32 @@ class EventConsumer:
             # Another replica may have moved on: look again before calling it a gap.
             self._position = self._stored_position()
         unit: Unit = ProcessingEvent()
-        reached = self._position
+        start = reached = self._position
         applied: list[int] = []  # handled, their effects in ``unit``
         passed: list[int] = []  # no effect here, position passed
         dead: list[int] = []  # dead-lettered, position passed
+        waiting: tuple[int, str] | None = None
         for k, i in enumerate(chain):
             message, event = messages[i], _event(messages[i])
             if event.position <= reached:
                 verdicts.ack.append(i)  # already applied: a redelivery
+                if _ack_token(raws[i], 4) == 1:
+                    self._duplicate(event.position, reached, raws[i])
+                continue
+            if event.previous < reached:
+                # Its predecessor is behind what was applied, itself ahead of it: no correct
+                # relay publishes that. Out of the chain: it must not move it.
+                letters.append(
+                    self._letter(raws[i], INVALID, f"previous {event.previous} overlaps the chain")
+                )
+                verdicts.dead.append(i)
                 continue
             if event.previous != reached:
                 verdicts.early.append(i)  # an earlier event is still on its way
+                waiting = waiting or (
+                    reached,
+                    f"la position {event.position} attend {event.previous}",
+                )
                 continue
             if message.dead is not None:
                 letters.append(self._letter(raws[i], *message.dead))
@@ -268,10 +325,16 @@ class EventConsumer:
                     log.warning("handler rejected a message", extra={"event_id": event.id})
                     letters.append(self._letter(raws[i], REJECTED, str(refusal)))
                     dead.append(i)
+                    # Its call may have left part of an effect in the unit: redo the others
+                    # (once) and stop the batch here; what follows comes back at once.
                     unit = self._redo(messages, raws, applied)
-                except Exception:
+                    reached = event.position
+                    verdicts.early.extend(chain[k + 1 :])
+                    break
+                except Exception as error:
                     verdicts.retry.extend(chain[k:])
                     unit = self._redo(messages, raws, applied)
+                    waiting = (reached, f"{type(error).__name__}: {error}"[:300])
                     break
                 else:
                     applied.append(i)
@@ -287,8 +350,13 @@ class EventConsumer:
             except IntegrityError:
                 # Someone recorded this position first (a replica, or our own earlier try).
                 self._position = None
-                return _Verdicts(retry=chain, dead=verdicts.dead)
+                return _Verdicts(
+                    retry=[i for i in chain if i not in verdicts.dead], dead=verdicts.dead
+                )
             self._position = reached
+        if reached > start:
+            self._progress_at = time.monotonic()
+        self._waiting = waiting if reached == start else None
         self._count_dead(letters)
         verdicts.ack.extend(applied + passed)
         verdicts.dead.extend(dead)
@@ -321,6 +389,21 @@ class EventConsumer:
                 raise
             _stamp_new(unit, n_events, n_aggregates, ctx)
 
+    def _duplicate(self, position: int, reached: int, raw: Raw) -> None:
+        """A position already passed, delivered for the first time: a copy published again
+        (a relay reset), or a producer declaring positions it should not. Never silent."""
+        log.warning(
+            "a first delivery of a position already passed: acknowledged without effect",
+            extra={
+                "durable": self.durable,
+                "position": position,
+                "reached": reached,
+                "stream_sequence": _ack_token(raw, 5),
+            },
+        )
+        if self.instruments is not None:
+            self.instruments.duplicates.inc()
+
     def _letter(self, raw: Raw, code: str, reason: str) -> deadletters.DeadLetter:
         return deadletters.DeadLetter(
             payload=raw.data,
@@ -337,7 +420,7 @@ class EventConsumer:
         """From the worker thread: publish on the event loop and wait for the stream's acks."""
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(
-            deadletters.publish(self.js, self.service, letters), self._loop
+            deadletters.publish(self.js, self.service, letters, self.max_payload), self._loop
         )
         future.result(timeout=30)
 

@@ -8,8 +8,12 @@ original message in any case.
 
 Replaying one (after a fix: a corrected contract model, handler or referential) parses the
 copy again with the consumer's current table and applies it, outside the chain (its position
-was passed long ago), in one transaction with a tracking record of its own
-(``deadletter:<durable>:<sequence>``), so a dead letter is replayed at most once.
+was passed long ago), in one transaction with a tracking record of its own, named after the
+original message (``deadletter:<durable>:<stream>:<stream sequence>``), so a message is
+replayed at most once however many copies the dead-letter stream holds. It is applied to the
+state as it is now: events that followed it have been applied already, so replay a candidate's
+dead letters in their order, and mind that replaying, say, an award after its withdrawal
+passed issues it again (``dead-letters show`` first).
 """
 
 from __future__ import annotations
@@ -22,13 +26,13 @@ from typing import Any
 
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Tracking
-from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from contracts.subjects import deadletter_stream, deadletter_subject
 from services.runtime import tracing
 from services.runtime.messages import HandlerTable, Message, Rejected, Unit
+from services.runtime.outbox import EXPECTED_STREAM, header_size
 from services.runtime.store import ServiceApplication
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ SEQUENCE = "Certibloc-Dead-Stream-Sequence"
 SUBJECT = "Certibloc-Dead-Subject"
 AT = "Certibloc-Dead-At"
 TRUNCATED = "Certibloc-Dead-Truncated"  # original length, when the copy had to be cut
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -106,20 +111,26 @@ def _header_text(text: str) -> str:
     return "".join(c if " " <= c <= "~" else " " for c in flat)[:500]
 
 
-async def publish(js: JetStreamContext, service: str, letters: Sequence[DeadLetter]) -> None:
-    """Copy ``letters`` to the service's dead-letter stream; returns once all are stored."""
+async def publish(
+    js: JetStreamContext,
+    service: str,
+    letters: Sequence[DeadLetter],
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+) -> None:
+    """Copy ``letters`` to the service's dead-letter stream; returns once all are stored.
+
+    The server counts headers against ``max_payload`` with the payload (and closes the
+    connection of a client that sends more): a message that filled the limit does not fit
+    beside our headers, so its copy is cut, and says so."""
     stream = deadletter_stream(service)
     for letter in letters:
         subject = deadletter_subject(service, letter.consumer)
-        headers = letter.headers()
-        try:
-            await js.publish(subject, letter.payload, headers=headers, stream=stream)
-        except MaxPayloadError:
-            # The original filled the bus's limit; our headers do not fit beside it. Keep
-            # what fits: the reason and the origin matter more than the end of a bad payload.
-            headers[TRUNCATED] = str(len(letter.payload))
-            room = max(len(letter.payload) - 4096, 0)
-            await js.publish(subject, letter.payload[:room], headers=headers, stream=stream)
+        headers = {**letter.headers(), EXPECTED_STREAM: stream}
+        payload = letter.payload
+        if len(payload) + header_size(headers) > max_payload:
+            headers[TRUNCATED] = str(len(payload))
+            payload = payload[: max(max_payload - header_size(headers), 0)]
+        await js.publish(subject, payload, headers=headers)
         log.error(
             "message dead-lettered",
             extra={
@@ -184,7 +195,8 @@ def replay(
         return ReplayOutcome(False, f"still refused ({message.dead[0]}): {message.dead[1]}")
     if message.handler is None:
         return ReplayOutcome(False, "nothing to apply: this consumer does not handle its type")
-    tracking = Tracking(f"deadletter:{letter.consumer}:{letter.sequence}", 1)
+    origin = f"{letter.headers.get(STREAM)}:{letter.headers.get(SEQUENCE)}"
+    tracking = Tracking(f"deadletter:{letter.consumer}:{origin}", 1)
     if app.process_recorder.has_tracking_id(tracking.application_name, 1):
         return ReplayOutcome(False, "already replayed")
     unit: Unit = ProcessingEvent()

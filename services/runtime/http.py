@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.runtime import tracing
 from services.runtime.logging import request_id
 from services.runtime.metrics import CONTENT_TYPE, UNMATCHED, Metrics
-from services.runtime.problems import PayloadTooLarge, Problem, Unprocessable
+from services.runtime.problems import InternalError, PayloadTooLarge, Problem, Unprocessable
 
 log = logging.getLogger("certibloc.http")
 
@@ -103,9 +103,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"path": request.url.path})
-        return problem_response(
-            Problem("Erreur interne ; elle a été journalisée.", status=500), request
-        )
+        return problem_response(InternalError("Erreur interne ; elle a été journalisée."), request)
 
 
 # Pydantic's messages are English; a user is told in French what is wrong with a field.

@@ -101,6 +101,8 @@ class ConsumerInstruments:
     redelivered: Counter
     dead_letters: Counter  # labelled by reason: .labels(reason).inc()
     skipped: Counter  # labelled by reason
+    stuck: Gauge
+    duplicates: Counter
     consumer: str
     stream: str
 
@@ -203,6 +205,21 @@ class Metrics:
             ["consumer", "stream", "reason"],
             registry=r,
         )
+        self.consumer_stuck = Gauge(
+            "certibloc_consumer_stuck",
+            "1 while a consumer has not got past a position for longer than its stuck_after "
+            "(an event whose predecessor does not come, a handler that keeps failing), else 0.",
+            ["consumer", "stream"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.consumer_duplicates = Counter(
+            "certibloc_consumer_duplicates",
+            "First deliveries of positions a consumer had already passed: copies published "
+            "again (a relay reset), or a producer declaring positions it should not.",
+            ["consumer", "stream"],
+            registry=r,
+        )
         self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def relay(self, stream: str) -> RelayInstruments:
@@ -223,6 +240,8 @@ class Metrics:
             self.consumer_redelivered.labels(consumer, stream),
             self.consumer_dead_letters,
             self.consumer_skipped,
+            self.consumer_stuck.labels(consumer, stream),
+            self.consumer_duplicates.labels(consumer, stream),
             consumer,
             stream,
         )

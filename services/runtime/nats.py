@@ -13,6 +13,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -111,9 +112,10 @@ async def ensure_stream(
     *,
     max_msg_size: int | None = None,
     subjects: list[str] | None = None,
+    max_bytes: int | None = None,
 ) -> None:
-    """Create the producing service's stream, or align its subjects and message size limit.
-    Safe to call at every start."""
+    """Create the producing service's stream, or align its subjects and size limits. Safe to
+    call at every start."""
     config = StreamConfig(
         name=stream,
         subjects=subjects or stream_subjects(service),
@@ -122,6 +124,8 @@ async def ensure_stream(
         num_replicas=replicas,
         duplicate_window=DUPLICATE_WINDOW_SECONDS,
         max_msg_size=max_msg_size,
+        max_bytes=max_bytes,
+        discard=DiscardPolicy.OLD if max_bytes else None,
     )
     try:
         info = await js.stream_info(stream)
@@ -129,20 +133,28 @@ async def ensure_stream(
         await js.add_stream(config)
         log.info("stream created", extra={"stream": stream})
         return
-    if sorted(info.config.subjects or []) != sorted(config.subjects or []) or (
-        max_msg_size is not None and info.config.max_msg_size != max_msg_size
+    if (
+        sorted(info.config.subjects or []) != sorted(config.subjects or [])
+        or info.config.num_replicas != replicas
+        or (max_msg_size is not None and info.config.max_msg_size != max_msg_size)
+        or (max_bytes is not None and info.config.max_bytes != max_bytes)
     ):
         await js.update_stream(config)
 
 
+DEADLETTER_MAX_BYTES = 1024**3  # then the oldest go: copies, the originals stay upstream
+
+
 async def ensure_deadletter_stream(js: JetStreamContext, service: str, replicas: int) -> None:
-    """The consuming service's dead-letter stream (kept until an operator removes it)."""
+    """The consuming service's dead-letter stream: bounded (``DEADLETTER_MAX_BYTES``, the
+    oldest dropped first), so a flood of bad messages cannot fill the servers' disks."""
     await ensure_stream(
         js,
         deadletter_stream(service),
         service,
         replicas,
         subjects=deadletter_subjects(service),
+        max_bytes=DEADLETTER_MAX_BYTES,
     )
 
 

@@ -6,13 +6,17 @@ each one
 
 - publish only its own events (``certibloc.<service>.>``) and, if it consumes, its own dead
   letters (``certibloc.deadletter.<service>.>``);
-- use only the JetStream API calls it makes: create, update, read its own stream (and its
-  dead-letter stream); look up the streams it consumes, create and pull from its own durable
-  consumers on them and acknowledge their messages. No service may delete or purge a stream,
-  touch another's consumer, or publish on another's subjects;
+- use only the JetStream API calls it makes: read its own stream's state and messages (and
+  its dead-letter stream's), look up the streams it consumes, pull from its own durable
+  consumers on them and acknowledge their messages. No service may create, change, delete or
+  purge a stream, create or touch a consumer, or publish on another's subjects;
 - receive only on its own inbox prefix (``_INBOX_<service>.>``): replies to its requests.
 
-An ``operator`` key has every right, for an operator's tools and for tests; no service uses it.
+Streams and consumers are created by the ``provisioner`` key (``services.runtime.provision``),
+which may create and update exactly the streams and durable consumers the contracts name, and
+delete nothing: a stream's configuration can source another stream or capture any subject, so
+whoever may write it may read everything. An ``operator`` key has every right, for an
+operator's tools and for tests; no service uses it.
 
 The rules are generated from the contracts (streams, consumers), for ``make run``
 (``dev-config``) and for deploy/ (``deploy-config``, checked against ``deploy/nats/auth.conf``
@@ -45,6 +49,7 @@ from contracts.subjects import (
 )
 
 SERVICES: tuple[str, ...] = tuple(STREAMS)
+PROVISIONER = "provisioner"
 OPERATOR = "operator"
 SEED_SUFFIX = ".nk"
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # NATS's own default, written out: the bus's hard limit
@@ -73,7 +78,7 @@ def seed_file(directory: Path, user: str) -> Path:
 
 
 def ensure_credentials(
-    directory: Path, users: Sequence[str] = (*SERVICES, OPERATOR)
+    directory: Path, users: Sequence[str] = (*SERVICES, PROVISIONER, OPERATOR)
 ) -> dict[str, str]:
     """Create a seed file (mode 0600) for each user that has none; user -> public key."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -92,18 +97,15 @@ def ensure_credentials(
 def permissions(service: str) -> dict[str, Any]:
     """What ``service`` may publish and subscribe to (nats-server ``permissions`` block)."""
     own = STREAMS[service]
-    publish = [*stream_subjects(service), *_stream_api(own)]
+    publish = [*stream_subjects(service), *_read_api(own)]
     consumes = CONSUMERS[service]
     if consumes:
-        publish += [*deadletter_subjects(service), *_stream_api(deadletter_stream(service))]
+        publish += [*deadletter_subjects(service), *_read_api(deadletter_stream(service))]
     for producer, durable in consumes:
         upstream = STREAMS[producer]
         publish += [
             f"{JS}.STREAM.INFO.{upstream}",
             f"{JS}.CONSUMER.INFO.{upstream}.{durable}",
-            f"{JS}.CONSUMER.DURABLE.CREATE.{upstream}.{durable}",
-            f"{JS}.CONSUMER.CREATE.{upstream}.{durable}",
-            f"{JS}.CONSUMER.CREATE.{upstream}.{durable}.>",
             f"{JS}.CONSUMER.MSG.NEXT.{upstream}.{durable}",
             f"$JS.ACK.{upstream}.{durable}.>",
         ]
@@ -113,8 +115,26 @@ def permissions(service: str) -> dict[str, Any]:
     }
 
 
-def _stream_api(stream: str) -> list[str]:
-    return [f"{JS}.STREAM.{call}.{stream}" for call in ("INFO", "CREATE", "UPDATE", "MSG.GET")]
+def provisioner_permissions() -> dict[str, Any]:
+    """Create and align the contracts' streams and durable consumers; nothing else."""
+    streams = [*STREAMS.values()]
+    streams += [deadletter_stream(service) for service, consumes in CONSUMERS.items() if consumes]
+    publish = [f"{JS}.STREAM.{call}.{s}" for s in streams for call in ("INFO", "CREATE", "UPDATE")]
+    for consumes in CONSUMERS.values():
+        for producer, durable in consumes:
+            upstream = STREAMS[producer]
+            publish += [
+                f"{JS}.CONSUMER.INFO.{upstream}.{durable}",
+                f"{JS}.CONSUMER.DURABLE.CREATE.{upstream}.{durable}",
+            ]
+    return {
+        "publish": {"allow": publish},
+        "subscribe": {"allow": [f"{inbox_prefix(PROVISIONER)}.>"]},
+    }
+
+
+def _read_api(stream: str) -> list[str]:
+    return [f"{JS}.STREAM.{call}.{stream}" for call in ("INFO", "MSG.GET")]
 
 
 def authorization(nkeys_by_user: Mapping[str, str]) -> dict[str, Any]:
@@ -123,6 +143,8 @@ def authorization(nkeys_by_user: Mapping[str, str]) -> dict[str, Any]:
         {"nkey": nkeys_by_user[service], "permissions": permissions(service)}
         for service in SERVICES
     ]
+    if PROVISIONER in nkeys_by_user:
+        users.append({"nkey": nkeys_by_user[PROVISIONER], "permissions": provisioner_permissions()})
     if OPERATOR in nkeys_by_user:
         users.append(
             {
@@ -181,7 +203,7 @@ def server_config(
 
 def deploy_config() -> str:
     """The authorization block of deploy/nats/auth.conf: public keys from the environment."""
-    refs = {user: f"$CERTIBLOC_NKEY_{user.upper()}" for user in (*SERVICES, OPERATOR)}
+    refs = {user: f"$CERTIBLOC_NKEY_{user.upper()}" for user in (*SERVICES, PROVISIONER, OPERATOR)}
     return "\n".join(
         [
             "# Generated by `python -m services.runtime.natsauth deploy-config` from the",

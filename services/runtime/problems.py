@@ -80,6 +80,11 @@ class Unprocessable(Problem):
     title = "Données invalides"
 
 
+class InternalError(Problem):
+    status = 500
+    title = "Erreur interne"
+
+
 class Unavailable(Problem):
     status = 503
     title = "Service momentanément indisponible"

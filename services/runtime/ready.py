@@ -1,10 +1,13 @@
-"""Wait until every local service answers ``/readyz``, then say where everything is.
+"""Bring the local system up: provision the bus as soon as NATS answers (streams and durable
+consumers, with the provisioner's key: the services may not create them), wait until every
+local service answers ``/readyz``, then say where everything is.
 
 Run by ``make run`` beside the services; it then stays idle so the process runner keeps going.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -38,6 +41,11 @@ def wait_ready(urls: dict[str, str], timeout: float = 60.0) -> list[str]:
 
 def main() -> int:
     var = os.environ.get("CERTIBLOC_VAR_DIR", "var")
+    from services.runtime.natsauth import PROVISIONER
+    from services.runtime.provision import run
+    from services.runtime.settings import ServiceSettings
+
+    asyncio.run(run(ServiceSettings(service_name=PROVISIONER), wait=60))
     missing = wait_ready(SERVICES)
     if missing:
         print(f"pas prêts après 60 s : {', '.join(missing)}", file=sys.stderr)

@@ -33,7 +33,7 @@ from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from contracts.envelope import notification_of
+from contracts.envelope import message_position, notification_of
 from services.runtime import tracing
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import Outgoing, Prepared, Translator, encode
@@ -43,6 +43,7 @@ __all__ = ["OutboxRelay", "Outgoing", "Translator"]
 
 log = logging.getLogger(__name__)
 STUCK_LOG_EVERY = 60.0  # while stuck, the error line is repeated this often (seconds)
+CATCH_UP_SCAN = 1000  # messages looked at, from the stream's end, for our last one
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,35 @@ class _Batch:
     last_position: int
 
 
-class PublishFailed(Exception):
+class RelayFailure(Exception):
+    """The relay cannot get past ``position``: why, and whether retrying can help."""
+
+    def __init__(self, position: int, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.position = position
+        self.permanent = permanent
+
+
+class PublishFailed(RelayFailure):
     """A message of a batch was not acknowledged: which one, and why."""
 
     def __init__(self, message: Prepared, error: BaseException) -> None:
-        super().__init__(f"{message.msg_id}: {type(error).__name__}: {error}")
-        self.position = message.position
+        super().__init__(
+            message.position,
+            f"{message.msg_id}: {type(error).__name__}: {error}",
+            permanent=_permanent(error),
+        )
         self.msg_id = message.msg_id
         self.error = error
-        self.permanent = _permanent(error)
+
+
+class Untranslatable(RelayFailure):
+    """A stored event the translation fails on: a bug, which retrying will not fix."""
+
+    def __init__(self, position: int, error: BaseException) -> None:
+        super().__init__(
+            position, f"translation failed: {type(error).__name__}: {error}", permanent=True
+        )
 
 
 def _permanent(error: BaseException) -> bool:
@@ -190,10 +211,10 @@ class OutboxRelay:
     def _failed(self, error: Exception) -> None:
         """Note a failed attempt; report the relay stuck when retrying will not help."""
         now = time.monotonic()
-        if isinstance(error, PublishFailed):
+        if isinstance(error, RelayFailure):
             position, reason, permanent = error.position, str(error), error.permanent
         else:
-            position = (self._position or 0) + 1  # somewhere after the stored position
+            position = self._position or 0  # it cannot get past what it stored
             reason, permanent = f"{type(error).__name__}: {error}", False
         if self._failing is None or self._failing.position != position:
             self._failing = Stuck(position, reason, now, permanent)
@@ -271,15 +292,17 @@ class OutboxRelay:
         """
         await asyncio.to_thread(self._load_position)
         assert self._position is not None
-        info = await self.js.stream_info(self.stream)
-        last = 0
-        if info.state.messages:
-            try:
-                message = await self.js.get_msg(self.stream, seq=info.state.last_seq)
-            except NotFoundError:  # removed meanwhile: publish everything again, it is safe
-                message = None
-            if message is not None:
-                last = int(orjson.loads(message.data or b"{}").get("position", 0))
+        try:
+            last = await self._stream_last_position()
+        except NotFoundError:
+            raise RelayFailure(
+                self._position,
+                f"stream {self.stream} not found: has the bus been provisioned "
+                "(python -m services.runtime.provision)?",
+                permanent=False,
+            ) from None
+        if last is None:
+            return  # nothing of ours at the end of the stream: trust our own position
         if last < self._position:
             self._recorded_through = max(self._recorded_through, self._position)
             log.warning(
@@ -289,6 +312,28 @@ class OutboxRelay:
             self._position = self._prepared_position = self._skip_through = last
             # The stream may end inside a notification's events: scan that one again.
             self._cursor = max(notification_of(last) - 1, 0)
+
+    async def _stream_last_position(self) -> int | None:
+        """The position of the last message on the stream that is one of ours: a message
+        published there by anyone else (which only our credentials could, by mistake) is
+        passed over, never trusted. None when the last CATCH_UP_SCAN messages hold none."""
+        info = await self.js.stream_info(self.stream)
+        if not info.state.messages:
+            return 0
+        floor = max(info.state.first_seq, info.state.last_seq - CATCH_UP_SCAN + 1)
+        for sequence in range(info.state.last_seq, floor - 1, -1):
+            try:
+                message = await self.js.get_msg(self.stream, seq=sequence)
+            except NotFoundError:
+                continue  # removed meanwhile
+            position = _own_position(message.data, self.source)
+            if position is not None:
+                return position
+        log.error(
+            "no message of ours at the end of the stream: not catching up",
+            extra={"stream": self.stream, "scanned": info.state.last_seq - floor + 1},
+        )
+        return None
 
     def _signal(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -316,12 +361,17 @@ class OutboxRelay:
         previous = self._prepared_position
         messages: list[Prepared] = []
         for notification in notifications:
-            domain_event = self.app.mapper.to_domain_event(notification)
+            try:
+                domain_event = self.app.mapper.to_domain_event(notification)
+                outgoing = self.translate(domain_event)
+            except Exception as error:
+                raise Untranslatable(message_position(notification.id, 0), error) from error
             timestamp = getattr(domain_event, "timestamp", None)
             traceparent, tracestate = tracing.stamped(domain_event)
-            for index, out in enumerate(self.translate(domain_event)):
+            for index, out in enumerate(outgoing):
                 message = encode(
                     out,
+                    stream=self.stream,
                     source=self.source,
                     notification_id=notification.id,
                     index=index,
@@ -342,12 +392,8 @@ class OutboxRelay:
         futures = []
         for m in messages:
             try:
-                # A copy: nats-py adds its expected-stream header to the dict it is given.
-                futures.append(
-                    await self.js.publish_async(
-                        m.subject, m.payload, headers=dict(m.headers), stream=self.stream
-                    )
-                )
+                # The expected-stream header is the message's own (counted in its size).
+                futures.append(await self.js.publish_async(m.subject, m.payload, headers=m.headers))
             except Exception as error:
                 for future in futures:
                     future.cancel()
@@ -366,6 +412,17 @@ class OutboxRelay:
             ack = future.result()
             if ack.stream != self.stream:
                 raise PublishFailed(m, RuntimeError(f"published to {ack.stream}"))
+
+
+def _own_position(data: bytes | None, source: str) -> int | None:
+    try:
+        envelope = orjson.loads(data or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(envelope, dict) or envelope.get("source") != source:
+        return None
+    position = envelope.get("position")
+    return position if isinstance(position, int) and position >= 0 else None
 
 
 async def _wait_first(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

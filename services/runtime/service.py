@@ -5,6 +5,7 @@ the HTTP app lives."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -24,7 +25,7 @@ from contracts.subjects import STREAMS, source_for
 from services.runtime import metrics as prometheus
 from services.runtime.consumer import ConsumerSpec, EventConsumer
 from services.runtime.metrics import Metrics
-from services.runtime.nats import MissingCredentials, connect, ensure_stream
+from services.runtime.nats import MissingCredentials, connect
 from services.runtime.natsauth import inbox_prefix
 from services.runtime.outbox import OutboxGuard, Translator
 from services.runtime.relay import OutboxRelay
@@ -56,7 +57,9 @@ class ServiceRuntime:
     def __post_init__(self) -> None:
         name = self.settings.service_name
         # Nothing the relay could not publish is ever stored: checked at every save.
-        self.guard = OutboxGuard(self.translate, source_for(name), self.settings.nats_max_payload)
+        self.guard = OutboxGuard(
+            self.translate, source_for(name), STREAMS[name], self.settings.nats_max_payload
+        )
         self.app.outbox_guard = self.guard
 
     async def start(self) -> None:
@@ -79,8 +82,10 @@ class ServiceRuntime:
         self._check_max_payload(self.nats.max_payload)
         js = self.nats.jetstream()
         stream = STREAMS[name]
-        replicas = self.settings.nats_stream_replicas
-        await ensure_stream(js, stream, name, replicas, max_msg_size=self.guard.limit)
+        # Streams are provisioned (services.runtime.provision), not created here: the relay
+        # waits for its stream, and says so if it does not come (stuck, /readyz red).
+        with contextlib.suppress(Exception):
+            self._check_max_payload((await js.stream_info(stream)).config.max_msg_size or 0)
         self.relay = OutboxRelay(
             self.app,
             self.translate,
@@ -89,7 +94,7 @@ class ServiceRuntime:
             stream=stream,
             batch_size=self.settings.relay_batch,
             idle_seconds=self.settings.relay_idle_seconds,
-            stuck_after=self.settings.relay_stuck_seconds,
+            stuck_after=self.settings.stuck_seconds,
             metrics=self.metrics,
         )
         if self.settings.relay_enabled:
@@ -102,7 +107,8 @@ class ServiceRuntime:
                     js,
                     service=name,
                     batch_size=self.settings.consumer_batch,
-                    replicas=replicas,
+                    max_payload=self.nats.max_payload,
+                    stuck_after=self.settings.stuck_seconds,
                     metrics=self.metrics,
                 )
                 self.running_consumers.append(consumer)
@@ -111,13 +117,15 @@ class ServiceRuntime:
                 self._tasks.append(asyncio.create_task(worker(js, self._stop)))
         log.info("service started", extra={"nats": self.settings.nats_url})
 
-    def _check_max_payload(self, server_max: int) -> None:
-        if server_max < self.guard.limit:
+    def _check_max_payload(self, bus_max: int) -> None:
+        """The server's max_payload, or the stream's max_msg_size, when smaller than the
+        setting: nothing larger may be stored."""
+        if 0 < bus_max < self.guard.limit:
             log.error(
-                "the NATS server accepts smaller messages than configured: using its limit",
-                extra={"server_max_payload": server_max, "configured": self.guard.limit},
+                "the bus accepts smaller messages than configured: using its limit",
+                extra={"bus_max": bus_max, "configured": self.guard.limit},
             )
-            self.guard.limit = server_max
+            self.guard.limit = bus_max
 
     async def stop(self) -> None:
         self._stop.set()
@@ -151,9 +159,13 @@ class ServiceRuntime:
             return None
         return self.relay.problem()
 
+    async def consumers_ready(self) -> str | None:
+        problems = [p for c in self.running_consumers if (p := c.problem())]
+        return " ; ".join(problems) or None
+
     @property
     def readiness(self) -> list[Callable[[], Coroutine[Any, Any, str | None]]]:
-        return [self.store_ready, self.nats_ready, self.relay_ready]
+        return [self.store_ready, self.nats_ready, self.relay_ready, self.consumers_ready]
 
     @asynccontextmanager
     async def lifespan(self, _: object) -> AsyncIterator[None]:

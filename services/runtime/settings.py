@@ -87,11 +87,12 @@ class ServiceSettings(BaseSettings):
     )
     relay_batch: int = Field(default=100, ge=1)
     relay_idle_seconds: float = Field(default=0.05, gt=0)
-    relay_stuck_seconds: float = Field(
+    stuck_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="A relay failing at the same position this long reports itself stuck "
-        "(log, metric, red /readyz); a message the bus refuses does at once.",
+        description="A relay or a consumer that cannot get past one position this long "
+        "reports itself stuck (log, metric, red /readyz); a relay whose message the bus "
+        "refuses does at once.",
     )
     consumer_batch: int = Field(default=500, ge=1, description="Messages fetched at once.")
 

@@ -151,21 +151,38 @@ class ServiceApplication(Application[UUID]):
     def find_owned(
         self,
         unit: ProcessingEvent[UUID] | None,
-        ids: Sequence[UUID],
+        scoped_id: UUID,
+        legacy_id: UUID,
         cls: type[A],
         exam_center: str,
     ) -> A | None:
-        """The first of ``ids`` that is a ``cls`` of ``exam_center`` (inside a unit of work when
-        one is given). For records keyed by (center, number) that may still be under an older
-        key by number alone: the older one counts only if it belongs to the same center."""
-        for aggregate_id in ids:
-            if unit is not None:
-                found = self.get_in(unit, aggregate_id, cls)
-            else:
-                found = self.get_optional(aggregate_id, cls)
-            if found is not None and getattr(found, "exam_center", None) == exam_center:
-                return found
-        return None
+        """A record keyed by (center, number) — or, written before that scoping, by the
+        number alone: that one counts only if it belongs to ``exam_center``, which its first
+        event says (read alone, so another center's older record is never loaded whole)."""
+        found = (
+            self.get_in(unit, scoped_id, cls)
+            if unit is not None
+            else self.get_optional(scoped_id, cls)
+        )
+        if found is not None:
+            return found
+        if (unit is None or legacy_id not in unit.aggregates) and self._owner(
+            legacy_id
+        ) != exam_center:
+            return None
+        legacy = (
+            self.get_in(unit, legacy_id, cls)
+            if unit is not None
+            else self.get_optional(legacy_id, cls)
+        )
+        return legacy if getattr(legacy, "exam_center", None) == exam_center else None
+
+    def _owner(self, aggregate_id: UUID) -> str | None:
+        first = self.process_recorder.select_events(aggregate_id, limit=1)
+        if not first:
+            return None
+        owner = getattr(self.mapper.to_domain_event(first[0]), "exam_center", None)
+        return owner if isinstance(owner, str) else None
 
     def _get_or_none(self, aggregate_id: UUID) -> Aggregate | None:
         try:

@@ -117,3 +117,30 @@ def test_data_that_does_not_fit_the_contract_is_dead_before_any_handler(feed: Fe
     assert message.handler is None and message.dead is not None
     assert message.dead[0] == "invalid" and "birth_name" in message.dead[1]
     assert message.in_chain  # from the producer: its position passes
+
+
+def test_a_holder_named_as_the_old_api_allowed_is_still_published(
+    app: AttestationsApp, feed: Feeder
+) -> None:
+    """Names the API refuses today (parentheses, 150 characters) were taken before: their
+    attestations must still be publishable, valid for their consumers."""
+    from contracts.attestations_v1 import AttestationIssued
+    from services.attestations.domain.aggregates import Attestation
+    from services.attestations.translation import translator
+
+    legacy = registered(A, "O0001", "Martin")
+    old = legacy.model_copy(update={"given_names": ["Marie (dite Maïté)", "A" * 150]})
+    feed.send(old)
+    feed.send(validated(A, "O0001"))
+    (attestation,) = app.attestations_of(A, "O0001") or []
+    issued = next(
+        app.mapper.to_domain_event(n)
+        for n in app.process_recorder.select_notifications(start=0, limit=100)
+        if isinstance(app.mapper.to_domain_event(n), Attestation.Issued)
+    )
+    (out,) = translator(app.links.verify)(issued)
+    assert (
+        AttestationIssued.model_validate(out.event.model_dump(mode="json")).holder_given_names[0]
+        == "Marie (dite Maïté)"
+    )
+    assert attestation.holder["given_names"][1] == "A" * 150

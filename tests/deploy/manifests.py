@@ -17,6 +17,7 @@ NATS_DIR = DEPLOY / "nats"
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 NATS_URL = "tls://nats-1:4222,tls://nats-2:4222,tls://nats-3:4222"
 SERVICES = ("attestations", "notifications", "registry")
+PROVISIONING = "nats-provision"  # the one-shot provisioning: Compose service, Kubernetes Job
 PORTS = {"registry": 8101, "attestations": 8102, "notifications": 8103}
 TLS_DIR = "/etc/nats-tls/"  # where the NATS configs read the TLS files
 NAMESPACE = "certibloc"
@@ -79,12 +80,38 @@ def containers_by_service() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 
 def pod_templates() -> dict[str, dict[str, Any]]:
-    """Workload name -> its pod template (Deployments and the NATS StatefulSet)."""
+    """Workload name -> its pod template (Deployments, the NATS StatefulSet, the Job)."""
     return {
         o["metadata"]["name"]: o["spec"]["template"]
         for o in k8s_objects()
-        if o["kind"] in {"Deployment", "StatefulSet"}
+        if o["kind"] in {"Deployment", "StatefulSet", "Job"}
     }
+
+
+def compose_file() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return loaded
+
+
+def secret_mounts(compose: dict[str, Any], spec: dict[str, Any]) -> dict[str, str]:
+    """Where a compose service's secrets appear in its container -> their file on the host
+    (relative to deploy/)."""
+    mounts: dict[str, str] = {}
+    for secret in spec.get("secrets", []):
+        source = secret if isinstance(secret, str) else secret["source"]
+        target = secret.get("target", source) if isinstance(secret, dict) else source
+        path = target if target.startswith("/") else f"/run/secrets/{target}"
+        mounts[path] = str(Path(compose["secrets"][source]["file"]))
+    return mounts
+
+
+def compose_environment(spec: dict[str, Any]) -> dict[str, str]:
+    """What a compose service's container gets: its env files, then ``environment``."""
+    env: dict[str, str] = {}
+    for env_file in spec.get("env_file", []):
+        env.update(parse_env_file(DEPLOY / env_file))
+    env.update({k: str(v) for k, v in spec.get("environment", {}).items()})
+    return env
 
 
 def rewrite(text: str, replacements: dict[str, str]) -> str:

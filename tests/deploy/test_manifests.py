@@ -1,10 +1,12 @@
 """The deployment files in deploy/ are valid and agree with the code.
 
 - compose.yaml against the Compose Specification (check-jsonschema's vendored schema), and its
-  wiring (images, commands, healthchecks, secrets, NATS URL, each service's own NKey seed);
+  wiring (images, commands, healthchecks, secrets, NATS URL, each service's own NKey seed; the
+  one-shot nats-provision with the provisioner's seed and the CA only, before the services);
 - every Kubernetes manifest against the Kubernetes 1.30 OpenAPI schemas (kubernetes-validate,
   strict: unknown fields are errors), and its wiring (probes, security context, ConfigMaps,
-  Secrets: each service's own NKey seed, the NATS servers' keys and TLS files);
+  Secrets: each service's own NKey seed, the NATS servers' keys and TLS files; the Job
+  nats-provision, the only pod with the provisioner's seed);
 - every setting named in an env file, compose.yaml or a ConfigMap is one the services read,
   with a valid value, and every setting they read is named in certibloc.env.example.
 
@@ -26,7 +28,6 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped, unused-ignore]
 import nkeys
 import pytest
-import yaml  # type: ignore[import-untyped, unused-ignore]
 from cryptography import x509
 from pydantic import AliasChoices
 
@@ -45,13 +46,18 @@ from tests.deploy.manifests import (
     NATS_NODES,
     NATS_URL,
     PORTS,
+    PROVISIONING,
     TLS_DIR,
+    compose_environment,
+    compose_file,
     config_map,
     containers_by_service,
     k8s_manifests,
     k8s_objects,
     load_yaml_documents,
     parse_env_file,
+    pod_templates,
+    secret_mounts,
     service_of,
 )
 from tests.support.processes import BIN
@@ -60,6 +66,7 @@ from tools import nats_tls
 ROOT = DEPLOY.parent
 KUBERNETES_VERSION = "1.30.0"  # bundled by kubernetes-validate; validated offline
 SERVICE_PREFIXES = ("CERTIBLOC_", "REGISTRY_", "ATTESTATIONS_", "NOTIFICATIONS_")
+PROVISION_COMMAND = ["python", "-m", "services.runtime.provision", "--wait", "120"]
 
 SETTINGS: dict[str, type[ServiceSettings]] = {
     "registry": RegistrySettings,
@@ -78,8 +85,7 @@ APP_NAMES: dict[str, str] = {
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    return loaded
+    return compose_file()
 
 
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
@@ -114,18 +120,6 @@ def test_compose_runs_the_nats_cluster_from_the_configs(compose: dict[str, Any])
     assert services["postgres"]["image"] == "postgres:16"
 
 
-def secret_mounts(compose: dict[str, Any], spec: dict[str, Any]) -> dict[str, str]:
-    """Where a compose service's secrets appear in its container -> their file on the host
-    (relative to deploy/)."""
-    mounts: dict[str, str] = {}
-    for secret in spec.get("secrets", []):
-        source = secret if isinstance(secret, str) else secret["source"]
-        target = secret.get("target", source) if isinstance(secret, dict) else source
-        path = target if target.startswith("/") else f"/run/secrets/{target}"
-        mounts[path] = str(Path(compose["secrets"][source]["file"]))
-    return mounts
-
-
 def nkey_variables() -> set[str]:
     """The environment variables deploy/nats/auth.conf names: one public NKey per user."""
     return set(re.findall(r"\$(CERTIBLOC_NKEY_\w+)", (NATS_DIR / "auth.conf").read_text()))
@@ -139,7 +133,7 @@ def tls_files_read_by_the_nats_configs() -> set[str]:
 
 
 def test_nats_configs_name_one_key_per_user_and_the_tls_files() -> None:
-    users = (*natsauth.SERVICES, natsauth.OPERATOR)
+    users = (*natsauth.SERVICES, natsauth.PROVISIONER, natsauth.OPERATOR)
     assert nkey_variables() == {f"CERTIBLOC_NKEY_{user.upper()}" for user in users}
     assert tls_files_read_by_the_nats_configs() == {
         f"{TLS_DIR}{name}" for name in (nats_tls.CERT, nats_tls.KEY, nats_tls.CA_CERT)
@@ -202,13 +196,60 @@ def test_compose_service_wiring(compose: dict[str, Any], service: str) -> None:
             assert value.removeprefix("/run/secrets/") in spec["secrets"], name
 
 
-def compose_environment(spec: dict[str, Any]) -> dict[str, str]:
-    """What a compose service's container gets: its env files, then ``environment``."""
-    env: dict[str, str] = {}
-    for env_file in spec.get("env_file", []):
-        env.update(parse_env_file(DEPLOY / env_file))
-    env.update({k: str(v) for k, v in spec.get("environment", {}).items()})
-    return env
+def provisioner_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> ServiceSettings:
+    """The settings ``python -m services.runtime.provision`` reads from ``env``."""
+    with monkeypatch.context() as patched:
+        for name, value in env.items():
+            patched.setenv(name, value)
+        return ServiceSettings(service_name=natsauth.PROVISIONER)
+
+
+def test_compose_provisioning_runs_once_with_the_provisioner_seed_only_and_the_ca(
+    compose: dict[str, Any], clean_environ: pytest.MonkeyPatch
+) -> None:
+    spec = compose["services"][PROVISIONING]
+    assert spec["command"] == PROVISION_COMMAND
+    assert spec["restart"] == "no"  # one-shot: exits 0 once the streams are there
+    assert spec["image"] == compose["services"]["registry"]["image"]  # the services' image
+    assert spec["build"] == compose["services"]["registry"]["build"]
+    assert spec["read_only"] is True
+    assert "healthcheck" not in spec and "ports" not in spec
+    # Started with the servers (it waits for them itself), not with PostgreSQL.
+    assert spec["depends_on"] == {node: {"condition": "service_started"} for node in NATS_NODES}
+    env = compose_environment(spec)
+    settings = provisioner_settings(env, clean_environ)
+    assert settings.nats_url == NATS_URL  # tls://
+    assert settings.nats_stream_replicas == 3
+    services = [compose_environment(compose["services"][s]) for s in SETTINGS]
+    assert all(  # the streams' max_msg_size: what the services allow themselves
+        settings.nats_max_payload == int(e["CERTIBLOC_NATS_MAX_PAYLOAD"]) for e in services
+    )
+    # Exactly two files: the provisioner's seed where its settings look, and the CA.
+    assert secret_mounts(compose, spec) == {
+        str(settings.nats_seed_file): "secrets/nats/provisioner.nk",
+        str(settings.nats_tls_ca_file): "secrets/nats-tls/ca.crt",
+    }
+    assert "environment" not in spec  # no *_FILE secret for the entrypoint to expand
+    assert "secrets/nats/nkeys.env" not in spec["env_file"]
+
+
+def test_compose_services_start_once_provisioning_has_succeeded(compose: dict[str, Any]) -> None:
+    for service in SETTINGS:
+        depends_on = compose["services"][service]["depends_on"]
+        assert depends_on[PROVISIONING] == {"condition": "service_completed_successfully"}
+        assert depends_on["postgres"] == {"condition": "service_healthy"}
+
+
+def test_compose_mounts_the_provisioner_seed_in_the_provisioning_only(
+    compose: dict[str, Any],
+) -> None:
+    seed = "secrets/nats/provisioner.nk"
+    assert [
+        name
+        for name, spec in compose["services"].items()
+        if seed in secret_mounts(compose, spec).values()
+    ] == [PROVISIONING]
+    assert not any(seed in spec.get("env_file", []) for spec in compose["services"].values())
 
 
 def test_compose_schemas_match_the_postgres_init_script(compose: dict[str, Any]) -> None:
@@ -247,7 +288,7 @@ def test_init_secrets_creates_what_compose_mounts(tmp_path: Path, compose: dict[
     for env_file in {f for spec in compose["services"].values() for f in spec.get("env_file", [])}:
         if env_file.startswith("secrets/"):
             assert (target / Path(env_file).relative_to("secrets")).is_file(), env_file
-    users = (*natsauth.SERVICES, natsauth.OPERATOR)
+    users = (*natsauth.SERVICES, natsauth.PROVISIONER, natsauth.OPERATOR)
     public = parse_env_file(target / "nats" / "nkeys.env")
     for user in users:
         seed = natsauth.seed_file(target / "nats", user).read_bytes().strip()
@@ -378,7 +419,9 @@ def test_kubernetes_references_resolve() -> None:
     """Every ConfigMap, Secret key and Service a pod names is defined (Secrets: in the template)."""
     config_maps = {o["metadata"]["name"] for o in k8s_objects("ConfigMap")}
     secrets = {o["metadata"]["name"]: o["stringData"] for o in k8s_objects("Secret")}
-    for service, pod, container in containers_by_service():
+    _, job_pod, job_container = provisioning_job()
+    pods = [*containers_by_service(), (PROVISIONING, job_pod, job_container)]
+    for service, pod, container in pods:
         for source in container["envFrom"]:
             assert source["configMapRef"]["name"] in config_maps
         for var in container.get("env", []):
@@ -489,6 +532,94 @@ def test_kubernetes_service_pods_get_their_own_nkey_seed_only_and_the_ca() -> No
             if "secretKeyRef" in var.get("valueFrom", {})
         }
         assert not named & {"nats-tls", "nats-nkeys"}, service
+
+
+def provisioning_job() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(the Job, its pod spec, its container)."""
+    (job,) = k8s_objects("Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return job, pod, container
+
+
+def test_kubernetes_provisioning_job_runs_once_locked_down() -> None:
+    job, pod, container = provisioning_job()
+    assert job["metadata"]["name"] == PROVISIONING
+    assert container["args"] == PROVISION_COMMAND
+    images = {c["image"] for _, _, c in containers_by_service()}
+    assert images == {container["image"]}  # the services' image, the same tag
+    spec = job["spec"]
+    # Retried (in new pods, with back-off) while the StatefulSet comes up, then given up;
+    # kept long enough to read its log, then removed (applying again re-runs it, harmlessly).
+    assert 3 <= spec["backoffLimit"] <= 10
+    assert 3600 <= spec["ttlSecondsAfterFinished"] <= 7 * 86400
+    assert pod["restartPolicy"] in {"Never", "OnFailure"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # the image's user
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert "ports" not in container and "env" not in container  # no secret in its environment
+    assert job["metadata"]["labels"]["app.kubernetes.io/name"] == PROVISIONING
+    assert pod_templates()[PROVISIONING]["metadata"]["labels"]["app.kubernetes.io/name"] == (
+        PROVISIONING
+    )
+
+
+def test_kubernetes_provisioning_job_gets_the_provisioner_seed_only_and_the_ca(
+    clean_environ: pytest.MonkeyPatch,
+) -> None:
+    _, pod, container = provisioning_job()
+    assert [s["configMapRef"]["name"] for s in container["envFrom"]] == ["certibloc-shared"]
+    env = config_map("certibloc-shared")
+    settings = provisioner_settings(env, clean_environ)
+    assert settings.nats_url == NATS_URL and settings.nats_stream_replicas == 3
+    secret = f"certibloc-nats-{natsauth.PROVISIONER}"
+    seed = f"{natsauth.PROVISIONER}{natsauth.SEED_SUFFIX}"
+    assert mounted_projections(pod, container) == {
+        str(settings.nats_seed_file): ("secret", secret, seed),
+        str(settings.nats_tls_ca_file): ("configMap", "nats-ca", "ca.crt"),
+    }
+    secrets = {o["metadata"]["name"]: o["stringData"] for o in k8s_objects("Secret")}
+    assert set(secrets[secret]) == {seed}  # that seed and nothing else
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"/tmp", str(settings.nats_seed_file.parent)}
+    emptydirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    assert {m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/tmp"} <= emptydirs
+
+
+def named_secrets(pod: dict[str, Any]) -> set[str]:
+    """Every Secret a pod spec names: volumes (plain or projected), env, envFrom."""
+    names: set[str] = set()
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            names.add(volume["secret"]["secretName"])
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                names.add(source["secret"]["name"])
+    for container in pod["containers"]:
+        for var in container.get("env", []):
+            if "secretKeyRef" in var.get("valueFrom", {}):
+                names.add(var["valueFrom"]["secretKeyRef"]["name"])
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                names.add(source["secretRef"]["name"])
+    return names
+
+
+def test_kubernetes_mounts_the_provisioner_seed_in_the_job_only() -> None:
+    secret = f"certibloc-nats-{natsauth.PROVISIONER}"
+    templates = pod_templates()
+    assert {"nats", PROVISIONING, *SETTINGS} <= set(templates)
+    holders = [name for name, t in templates.items() if secret in named_secrets(t["spec"])]
+    assert holders == [PROVISIONING]
+    _, pod, _ = provisioning_job()
+    assert named_secrets(pod) == {secret}  # and nothing else: no database, no TLS key
 
 
 def test_nats_certificate_names_every_host_clients_and_routes_dial() -> None:

@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.manifests import NAMESPACE, PORTS, SERVICES, k8s_objects, pod_templates
+from tests.deploy.manifests import (
+    NAMESPACE,
+    PORTS,
+    PROVISIONING,
+    SERVICES,
+    k8s_objects,
+    pod_templates,
+)
 
 INGRESS_NAMESPACE = "ingress-nginx"
 MONITORING_LABEL = {"certibloc-monitoring": "true"}
@@ -57,6 +64,7 @@ REGISTRY = workload("registry")
 ATTESTATIONS = workload("attestations")
 ATTESTATIONS_WEB = workload("attestations-web")
 NOTIFICATIONS = workload("notifications")
+PROVISION = workload(PROVISIONING)  # the Job's pods
 SERVICE_PODS = {"registry": REGISTRY, "attestations": ATTESTATIONS, "notifications": NOTIFICATIONS}
 STRANGER = Pod("debug pod in the namespace", {"app": "debug"})
 INGRESS = Pod("ingress controller", {"app.kubernetes.io/name": "ingress-nginx"}, INGRESS_NAMESPACE)
@@ -184,11 +192,17 @@ def test_the_policies_select_the_pods_they_are_for() -> None:
         "certibloc-services",
         "notifications-deliveries",
     ]
+    assert [n for n, s in by_name.items() if s and selects(s, PROVISION.labels)] == [PROVISIONING]
+    assert not any(
+        selects(by_name[PROVISIONING], pod.labels)
+        for pod in (NATS, *SERVICE_PODS.values(), ATTESTATIONS_WEB, STRANGER)
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_nats_clients_are_the_three_services_only(service: str) -> None:
+def test_nats_clients_are_the_three_services_and_the_provisioning_job_only(service: str) -> None:
     assert allowed(SERVICE_PODS[service], NATS, 4222)
+    assert allowed(PROVISION, NATS, 4222)
     assert not allowed(SERVICE_PODS[service], NATS, 6222)  # routes are the servers' own
     assert allowed(ATTESTATIONS_WEB, NATS, 4222)
     for stranger in (STRANGER, INGRESS, PROMETHEUS, ELSEWHERE, INTERNET):
@@ -223,7 +237,9 @@ def test_service_http_from_the_ingress_controller_and_prometheus_only(service: s
 
 
 @pytest.mark.parametrize(
-    "pod", [NATS, REGISTRY, ATTESTATIONS, NOTIFICATIONS, STRANGER], ids=lambda pod: pod.name
+    "pod",
+    [NATS, REGISTRY, ATTESTATIONS, NOTIFICATIONS, PROVISION, STRANGER],
+    ids=lambda pod: pod.name,
 )
 def test_every_pod_resolves_names(pod: Pod) -> None:
     assert allowed(pod, INTERNET, 53, "UDP") and allowed(pod, INTERNET, 53, "TCP")
@@ -241,3 +257,43 @@ def test_only_notifications_sends_mail_and_webhooks() -> None:
         assert allowed(NOTIFICATIONS, INTERNET, port), port
         assert not allowed(REGISTRY, INTERNET, port) and not allowed(ATTESTATIONS, INTERNET, port)
     assert not allowed(NOTIFICATIONS, INTERNET, 22)
+
+
+# Every port anything here listens on or sends to, and a few more.
+PROBED_PORTS = sorted({4222, 6222, 8222, 5432, 25, 465, 587, 443, 80, 22, 8080, *PORTS.values()})
+EVERYONE = [
+    NATS,
+    REGISTRY,
+    ATTESTATIONS,
+    ATTESTATIONS_WEB,
+    NOTIFICATIONS,
+    STRANGER,
+    INGRESS,
+    PROMETHEUS,
+    ELSEWHERE,
+    INTERNET,
+]
+
+
+def test_the_provisioning_job_reaches_nats_clients_and_dns_only() -> None:
+    reached = {
+        (to.name, port, protocol)
+        for to in EVERYONE
+        for port in [*PROBED_PORTS, 53]
+        for protocol in ("TCP", "UDP")
+        if allowed(PROVISION, to, port, protocol)
+    }
+    # Port 53 goes anywhere, for every pod (policy "dns": node-local caches, kube-dns in its
+    # own namespace); besides that, the NATS servers' client port and nothing else.
+    dns = {(name, port, protocol) for name, port, protocol in reached if port == 53}
+    assert {("outside the cluster", 53, "TCP"), ("outside the cluster", 53, "UDP")} <= dns
+    assert reached - dns == {("nats", 4222, "TCP")}
+
+
+def test_nothing_reaches_the_provisioning_job() -> None:
+    assert not [
+        (source.name, port)
+        for source in (*EVERYONE, PROVISION)
+        for port in PROBED_PORTS
+        if allowed(source, PROVISION, port)
+    ]

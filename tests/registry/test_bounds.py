@@ -70,6 +70,10 @@ NAMES_REFUSED = {
     "no letter at all": "---",
     "stacked diacritics": "Dura" + "\u0301" * 8 + "nd",
     "private use": "Dur\ue000and",
+    "combining grapheme joiner": "Du\u034frand",
+    "variation selector": "Du\ufe0frand",
+    "Hangul filler": "Du\u3164rand",
+    "Khmer inherent vowel": "Du\u17b4rand",
     "a digit inside": "Dur4nd",
 }
 
@@ -291,6 +295,7 @@ def test_the_guard_counts_the_headers_and_the_widest_positions() -> None:
     (out,) = translator(event)
     real = encode(
         out,
+        stream="S_tsample",
         source="/certibloc/tsample",
         notification_id=1,
         index=0,
@@ -299,10 +304,51 @@ def test_the_guard_counts_the_headers_and_the_widest_positions() -> None:
         traceparent=None,
         tracestate=None,
     )
-    wire_headers = len(b"NATS/1.0\r\n") + len(f"Nats-Msg-Id: {real.msg_id}\r\n") + len(b"\r\n")
+    wire_headers = (
+        len(b"NATS/1.0\r\n")
+        + len(f"Nats-Msg-Id: {real.msg_id}\r\n")
+        + len(b"Nats-Expected-Stream: S_tsample\r\n")
+        + len(b"\r\n")
+    )
     assert real.size == len(real.payload) + wire_headers
-    guard = OutboxGuard(translator, "/certibloc/tsample", limit=real.size)
+    guard = OutboxGuard(translator, "/certibloc/tsample", "S_tsample", limit=real.size)
     with pytest.raises(EventTooLarge):
         guard.check([event])  # fits today, would not once its position is 15 digits long
     guard.limit = real.size + 100
     guard.check([event])
+
+
+async def test_correcting_a_line_recorded_before_the_bounds_still_works(
+    client: httpx.AsyncClient, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old API took justifications of any length: an event carrying one must still be
+    correctable (its events are translated with today's contract, which bounds what the bus
+    carries, not what the store already holds)."""
+    from services.registry.domain import pv as pv_module
+
+    await client.post("/v1/candidates", json=candidate("C1"), headers=registry.auth())
+    lines = [
+        {"candidate_number": "C1", "bloc": "RNCP40705BC01", "grade": "12"},
+        {
+            "candidate_number": "C1",
+            "bloc": "RNCP40705BC02",
+            "grade": "DISP",
+            "justification": "Motif détaillé. " * 200,  # 3,200 characters
+        },
+    ]
+    guard = registry.app.outbox_guard
+    monkeypatch.setattr(pv_module, "REASON_MAX", 100_000)  # the registry as it was
+    registry.app.outbox_guard = None
+    created = await client.post("/v1/deliberations", json=pv(lines), headers=registry.auth())
+    assert created.status_code == 201, created.text
+    monkeypatch.setattr(pv_module, "REASON_MAX", REASON_MAX)
+    registry.app.outbox_guard = guard
+    correction = {
+        "deliberation_id": created.json()["deliberation_id"],
+        "candidate_number": "C1",
+        "bloc": "RNCP40705BC01",
+        "grade": "8",
+        "reason": "Erreur de saisie",
+    }
+    response = await client.post("/v1/corrections", json=correction, headers=registry.auth())
+    assert response.status_code == 201, response.text

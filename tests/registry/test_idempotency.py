@@ -133,3 +133,26 @@ async def test_a_key_is_printable_ascii_of_bounded_length(
         )
         assert response.status_code == 422, response.text
     assert registry.notification_count() == before
+
+
+async def test_many_writes_to_one_candidate_at_once_never_get_a_500(
+    client: httpx.AsyncClient, registry: Registry, seeded: dict[str, str]
+) -> None:
+    """They race on the candidate's version: the registry retries with random waits; past its
+    last attempt it answers 503 with Retry-After, and records nothing for that request."""
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/v1/vae-decisions",
+                json=_vae(blocs=[f"RNCP40705BC{b:02d}"]),
+                headers=registry.auth(),
+            )
+            for b in range(1, 13)
+        )
+    )
+    assert {a.status_code for a in answers} <= {201, 503}, [a.text for a in answers]
+    for busy in (a for a in answers if a.status_code == 503):
+        assert busy.headers["Retry-After"] == "1"
+        assert busy.headers["content-type"] == "application/problem+json"
+    decided = (await client.get("/v1/candidates/V1", headers=registry.auth())).json()
+    assert len(decided["acquired_blocs"]) == sum(1 for a in answers if a.status_code == 201)

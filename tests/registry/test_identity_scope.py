@@ -168,3 +168,21 @@ async def test_a_candidate_stored_before_scoping_is_still_found_by_its_own_cente
         "/v1/candidates", json=candidate("L0001"), headers=registry.auth(CENTER_B)
     )
     assert new.status_code == 201
+
+
+async def test_an_ine_claimed_over_and_over_does_not_grow_without_bound(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    """A center typing someone else's INE on many candidates would otherwise make every
+    later registration with it slower, theirs and the person's."""
+    from services.registry.domain.person import MAX_CONFLICTS
+
+    ine = "9876543210Z"
+    await client.post("/v1/candidates", json=candidate("P0001", ine=ine), headers=registry.auth())
+    b = registry.auth(CENTER_B)
+    for k in range(MAX_CONFLICTS + 5):
+        body = candidate(f"Q{k:04d}", ine=ine, birth_date="2001-01-01", birth_name="Autre")
+        assert (await client.post("/v1/candidates", json=body, headers=b)).status_code == 201
+    person = registry.app.person(ine)
+    assert person is not None and len(person.conflicts) == MAX_CONFLICTS
+    assert person.version == 2 + MAX_CONFLICTS  # identified, linked, conflicts: no more

@@ -19,6 +19,7 @@ from contracts.events import ContractEvent
 from contracts.subjects import SUBJECT_PREFIX
 from services.runtime.consumer import ConsumerSpec
 from services.runtime.messages import HandlerTable
+from services.runtime.nats import ensure_consumer, ensure_deadletter_stream, ensure_stream
 from services.runtime.outbox import Outgoing
 from services.runtime.store import ServiceApplication
 
@@ -108,6 +109,15 @@ def spec(app: Downstream, service: str, **kw: Any) -> ConsumerSpec:
 
 def unique_service() -> str:
     return "t" + uuid.uuid4().hex[:10]
+
+
+async def provision_sample(js: JetStreamContext, service: str) -> None:
+    """What provisioning does for a real service, for a sample one: its stream ``S_<service>``,
+    the durable ``D_<service>`` on it, and the dead-letter stream of its consumer's service
+    ``down<service>``."""
+    await ensure_stream(js, f"S_{service}", service, replicas=1)
+    await ensure_consumer(js, f"S_{service}", f"D_{service}", max_ack_pending=2000)
+    await ensure_deadletter_stream(js, f"down{service}", replicas=1)
 
 
 async def stream_events(

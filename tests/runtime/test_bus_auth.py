@@ -10,11 +10,13 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.js.api import StreamConfig
 from nats.js.errors import Error as JetStreamError
 
 from contracts.subjects import CONSUMERS, STREAMS, deadletter_stream
 from services.runtime import natsauth
 from services.runtime.nats import ensure_stream
+from services.runtime.provision import provision
 from tests.support.processes import NatsServer, eventually
 
 
@@ -67,7 +69,7 @@ async def test_notifications_cannot_publish_on_the_registry_subjects(
         await eventually(lambda: errors, 5, "the server's permissions violation")
         assert "permissions violation" in errors[0].lower()
         with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
-            await client.jetstream(timeout=1).publish("certibloc.registry.x.v1", forged)
+            await client.jetstream(timeout=0.3).publish("certibloc.registry.x.v1", forged)
     finally:
         await client.close()
     assert await _messages(nc, stream) == before
@@ -79,7 +81,7 @@ async def test_no_service_can_delete_or_purge_a_stream(nats_server: NatsServer, 
     for service in natsauth.SERVICES:
         client, _ = await _as(nats_server, service)
         try:
-            js = client.jetstream(timeout=1)
+            js = client.jetstream(timeout=0.3)
             with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
                 await js.delete_stream(stream)
             with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
@@ -120,3 +122,50 @@ def test_each_service_may_publish_only_on_its_own_subjects() -> None:
         assert natsauth.permissions(service)["subscribe"]["allow"] == [
             f"{natsauth.inbox_prefix(service)}.>"
         ]
+
+
+async def test_no_service_can_create_or_reconfigure_a_stream_or_a_consumer(
+    nats_server: NatsServer, nc: Client
+) -> None:
+    """A stream's configuration can source another stream or capture any subject: a service
+    allowed to update its own could read another's dead letters or replies. Only the
+    provisioner creates and aligns them."""
+    for service in natsauth.SERVICES:
+        client, _ = await _as(nats_server, service)
+        try:
+            js = client.jetstream(timeout=0.3)
+            own = STREAMS[service]
+            info = await js.stream_info(own)  # reading its own stream's state is allowed
+            with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
+                await js.update_stream(
+                    StreamConfig(name=own, subjects=[*info.config.subjects, "_INBOX_registry.>"])
+                )
+            with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
+                await js.add_stream(StreamConfig(name=f"X_{service}", subjects=["x.>"]))
+            with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
+                await js.add_consumer(own, durable_name="spy")
+        finally:
+            await client.close()
+    assert (await nc.jetstream().stream_info(STREAMS["attestations"])).config.subjects == [
+        "certibloc.attestations.>"
+    ]
+
+
+async def test_the_provisioner_creates_the_contracts_streams_and_nothing_else(
+    nats_server: NatsServer, nc: Client
+) -> None:
+    client, _ = await _as(nats_server, natsauth.PROVISIONER)
+    try:
+        js = client.jetstream(timeout=0.3)
+        await provision(js)  # again: aligns, changes nothing
+        with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
+            await js.add_stream(StreamConfig(name="ELSEWHERE", subjects=["elsewhere.>"]))
+        with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
+            await js.delete_stream(STREAMS["registry"])
+        with pytest.raises((NatsError, JetStreamError, asyncio.TimeoutError)):
+            await js.publish("certibloc.registry.x.v1", b"{}")
+    finally:
+        await client.close()
+    names = {s.config.name for s in await nc.jetstream().streams_info()}
+    assert "ELSEWHERE" not in names
+    assert {STREAMS["registry"], deadletter_stream("attestations")} <= names

@@ -11,8 +11,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from services.runtime.consumer import EventConsumer, Raw
-from services.runtime.nats import ensure_stream
-from tests.runtime.sample import Downstream, spec, unique_service
+from tests.runtime.sample import Downstream, provision_sample, spec, unique_service
 from tests.support.processes import wait_for
 
 
@@ -48,7 +47,7 @@ async def publish(
 async def setup(nc: Client) -> tuple[JetStreamContext, str]:
     service = unique_service()
     js = nc.jetstream()
-    await ensure_stream(js, f"S_{service}", service, replicas=1)
+    await provision_sample(js, service)
     return js, service
 
 

@@ -6,6 +6,7 @@ dead letters and replays one after a fix, once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -23,8 +24,14 @@ from services.runtime import deadletters
 from services.runtime.consumer import ConsumerSpec, EventConsumer
 from services.runtime.messages import HandlerTable, Rejected
 from services.runtime.metrics import Metrics
-from services.runtime.nats import ensure_stream
-from tests.runtime.sample import Downstream, Tally, Tick, tick_of, unique_service
+from tests.runtime.sample import (
+    Downstream,
+    Tally,
+    Tick,
+    provision_sample,
+    tick_of,
+    unique_service,
+)
 from tests.runtime.test_consumer import envelope, setup
 from tests.runtime.test_metrics import sample
 from tests.support.processes import eventually
@@ -205,21 +212,21 @@ async def test_a_dead_letter_copied_twice_after_a_crash_is_listed_once(
     app.close()
 
 
-async def test_the_consumer_waits_for_a_stream_that_does_not_exist_yet(
+async def test_the_consumer_waits_for_its_provisioning(
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
-    """A consumer's service no longer creates its producer's stream (it may not: the bus's
-    permissions): it waits for the producer to create it."""
+    """A service creates no stream and no consumer (the bus's permissions forbid it): it waits
+    for provisioning to create them."""
     js = nc.jetstream()
     service = unique_service()
     app = Downstream(env=sqlite_env)
     c = _consumer(app, js, service)
     with pytest.raises(NotFoundError):
-        await c.start()  # no stream yet
+        await c.start()  # not provisioned yet
     stop = asyncio.Event()
-    task = asyncio.create_task(c.run(stop))  # retries until the stream exists
+    task = asyncio.create_task(c.run(stop))  # retries until its consumer exists
     try:
-        await ensure_stream(js, f"S_{service}", service, replicas=1)
+        await provision_sample(js, service)
         await js.publish(f"certibloc.{service}.tick.v1", envelope(service, 1000, 0))
         await eventually(lambda: _seen(app) == ["e1000"], 15, "the late stream's first event")
     finally:
@@ -227,3 +234,212 @@ async def test_the_consumer_waits_for_a_stream_that_does_not_exist_yet(
         await task
         await js.delete_stream(f"S_{service}")
     app.close()
+
+
+async def test_a_message_overlapping_the_chain_is_dead_lettered_not_waited_for(
+    nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    """No correct relay publishes a message whose predecessor is behind what was applied and
+    which is itself ahead of it: it is refused, out of the chain, instead of coming back
+    forever."""
+    js, service = await setup(nc)
+    subject = f"certibloc.{service}.tick.v1"
+    await js.publish(subject, envelope(service, 1000, 0))
+    await js.publish(subject, envelope(service, 2000, 1000))
+    await js.publish(subject, _event(service, 2500, 1000))  # overlaps 2000
+    await js.publish(subject, envelope(service, 3000, 2000))
+    app = Downstream(env=sqlite_env)
+    c = _consumer(app, js, service)
+    await c.start()
+    await _drain(c, lambda: _seen(app) == ["e1000", "e2000", "e3000"])
+    (letter,) = await deadletters.list_letters(js, f"down{service}")
+    assert letter.summary()["reason_code"] == "invalid"
+    assert "overlaps" in letter.summary()["reason"]
+    assert app.process_recorder.max_tracking_id(service) == 3000
+
+
+async def test_a_first_delivery_of_a_passed_position_is_counted_and_logged(
+    nc: Client, sqlite_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Acknowledged without effect, as every redelivery, but never silently: it is a copy
+    published again, or a producer declaring positions it should not."""
+    js, service = await setup(nc)
+    subject = f"certibloc.{service}.tick.v1"
+    await js.publish(subject, envelope(service, 1000, 0))
+    await js.publish(subject, envelope(service, 2000, 1000))
+    app = Downstream(env=sqlite_env)
+    metrics = Metrics()
+    c = _consumer(app, js, service, metrics)
+    await c.start()
+    await _drain(c, lambda: len(_seen(app)) == 2)
+    await js.publish(subject, envelope(service, 1000, 0))  # the same event, published again
+    caplog.set_level(logging.WARNING, logger="services.runtime.consumer")
+    await _drain(c, lambda: c.instruments is not None and _count(metrics, service) == 1)
+    assert _seen(app) == ["e1000", "e2000"]
+    assert any("already passed" in r.getMessage() for r in caplog.records)
+
+
+def _count(metrics: Metrics, service: str) -> float:
+    text = metrics.exposition().decode()
+    labels = {"consumer": f"D_{service}", "stream": f"S_{service}"}
+    return sample(text, "certibloc_consumer_duplicates_total", **labels) or 0
+
+
+async def test_a_consumer_waiting_too_long_says_so_and_clears_when_it_moves(
+    nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    js, service = await setup(nc)
+    subject = f"certibloc.{service}.tick.v1"
+    await js.publish(subject, envelope(service, 2000, 1000))  # its predecessor is missing
+    app = Downstream(env=sqlite_env)
+    metrics = Metrics()
+    c = _consumer(app, js, service, metrics)
+    c.stuck_after = 0.3
+    await c.start()
+    labels = {"consumer": f"D_{service}", "stream": f"S_{service}"}
+
+    def stuck() -> float | None:
+        return sample(metrics.exposition().decode(), "certibloc_consumer_stuck", **labels)
+
+    await _drain(c, lambda: c.problem() is not None)
+    assert "attend 1000" in (c.problem() or "") and stuck() == 1
+    await js.publish(subject, envelope(service, 1000, 0))
+    await _drain(c, lambda: _seen(app) == ["e1000", "e2000"] and c.problem() is None)
+    assert stuck() == 0
+
+
+async def test_a_handler_that_keeps_failing_makes_the_consumer_stuck(
+    nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    js, service = await setup(nc)
+    await js.publish(f"certibloc.{service}.tick.v1", envelope(service, 1000, 0))
+    app = Downstream(env=sqlite_env)
+    model = tick_of(service)
+
+    def broken(data: Any, ce: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
+        raise ConnectionError("the store went away")
+
+    table = HandlerTable(service, catalog={model.event_type(): model}).on(model, broken)
+    c = EventConsumer(
+        app,
+        ConsumerSpec(f"D_{service}", table),
+        js,
+        service=f"down{service}",
+        stream=f"S_{service}",
+        upstream=service,
+        fetch_timeout=0.2,
+        retry_delay=0.05,
+        stuck_after=0.3,
+    )
+    await c.start()
+    await _drain(c, lambda: c.problem() is not None)
+    assert "ConnectionError: the store went away" in (c.problem() or "")
+
+
+async def test_rejections_end_the_batch_so_a_flood_of_them_costs_linear_work(
+    nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    js, service = await setup(nc)
+    subject = f"certibloc.{service}.tick.v1"
+    n = 40
+    for p in range(1, n + 1):
+        step = 13 if p % 2 == 0 else 100 + p  # every other one is refused by its handler
+        await js.publish(subject, _event(service, p * 1000, (p - 1) * 1000, data={"step": step}))
+    app = Downstream(env=sqlite_env)
+    calls = {"n": 0}
+    model = tick_of(service)
+
+    def counting(data: Any, ce: CloudEvent, unit: ProcessingEvent[UUID]) -> None:
+        calls["n"] += 1
+        if data.step == 13:
+            raise Rejected("thirteen")
+        tally = app.get_in(unit, Tally.create_id("all"), Tally) or Tally(key="all")
+        tally.count(event_id=ce.id)
+        unit.collect_events(tally)
+
+    table = HandlerTable(service, catalog={model.event_type(): model}).on(model, counting)
+    c = EventConsumer(
+        app,
+        ConsumerSpec(f"D_{service}", table),
+        js,
+        service=f"down{service}",
+        stream=f"S_{service}",
+        upstream=service,
+        fetch_timeout=0.2,
+        retry_delay=0.05,
+    )
+    await c.start()
+    await _drain(c, lambda: app.process_recorder.max_tracking_id(service) == n * 1000, 30)
+    assert len(_seen(app)) == n // 2
+    assert len(await deadletters.list_letters(js, f"down{service}")) == n // 2
+    assert calls["n"] <= 2 * n  # each message handled about once, each rejection redoes at most one
+
+
+async def test_a_message_is_replayed_once_however_many_copies_the_stream_holds(
+    nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    js, service = await setup(nc)
+    subject = f"certibloc.{service}.tick.v1"
+    await js.publish(subject, envelope(service, 1000, 0))
+    await js.publish(subject, _event(service, 2000, 1000, data={"step": "two"}))
+    app = Downstream(env=sqlite_env)
+    c = _consumer(app, js, service)
+    await c.start()
+    await _drain(c, lambda: app.process_recorder.max_tracking_id(service) == 2000)
+    (first,) = await deadletters.list_letters(js, f"down{service}")
+    # A second copy, as a crash after the duplicate window would leave (another Nats-Msg-Id).
+    headers = {**first.headers, "Nats-Msg-Id": "another-copy"}
+    await js.publish(
+        first.headers["Certibloc-Dead-Subject"].replace(
+            f"certibloc.{service}.tick.v1", f"certibloc.deadletter.down{service}.D_{service}"
+        ),
+        first.payload,
+        headers=headers,
+    )
+    info = await js.stream_info(deadletter_stream(f"down{service}"))
+    second = await deadletters.read(js, f"down{service}", info.state.last_seq)
+    assert second is not None and second.sequence != first.sequence
+    fixed_model: type[ContractEvent] = type(
+        "Tick", (LenientTick,), {"SERVICE": service, "__doc__": "fixed"}
+    )
+    fixed = _table(app, service, fixed_model)
+    assert deadletters.replay(app, fixed, first).applied
+    again = deadletters.replay(app, fixed, second)
+    assert not again.applied and "already replayed" in again.detail
+    assert _seen(app) == ["e1000", "e2000"]
+
+
+async def test_a_message_that_filled_the_bus_is_dead_lettered_cut_and_the_connection_stays(
+    nats_server: Any, nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    """The server counts headers against max_payload: a copy of a message that filled the
+    limit would not fit beside the dead-letter headers (and the server would close the
+    connection); it is cut to fit, and says so."""
+    js, service = await setup(nc)
+    subject = f"certibloc.{service}.tick.v1"
+    await js.publish(subject, envelope(service, 1000, 0))
+    await js.publish(subject, b"x" * (nc.max_payload - 64))
+    await js.publish(subject, envelope(service, 2000, 1000))
+    client = await nats_server.connect()
+    app = Downstream(env=sqlite_env)
+    c = EventConsumer(
+        app,
+        ConsumerSpec(f"D_{service}", _table(app, service)),
+        client.jetstream(),
+        service=f"down{service}",
+        stream=f"S_{service}",
+        upstream=service,
+        fetch_timeout=0.2,
+        retry_delay=0.05,
+        max_payload=client.max_payload,
+    )
+    try:
+        await c.start()
+        await _drain(c, lambda: _seen(app) == ["e1000", "e2000"])
+        assert client.is_connected
+        (letter,) = await deadletters.list_letters(js, f"down{service}")
+        summary = letter.summary()
+        assert summary["reason_code"] == "malformed" and summary["truncated"]
+        assert summary["bytes"] < nc.max_payload - 64
+    finally:
+        await client.close()

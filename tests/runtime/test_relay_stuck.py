@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from nats.aio.client import Client
+from pydantic import ValidationError
 
+from contracts import registry_v1 as v1
 from services.runtime.http import create_app
 from services.runtime.metrics import Metrics
 from services.runtime.nats import ensure_stream
-from services.runtime.outbox import Outgoing
+from services.runtime.outbox import Outgoing, contract
 from services.runtime.relay import OutboxRelay
 from tests.runtime.sample import Counter, SampleTranslator, Upstream, stream_events, unique_service
 from tests.runtime.test_metrics import sample
@@ -155,3 +159,85 @@ async def test_a_position_failing_for_too_long_is_reported_then_clears_when_it_r
         stop.set()
         await task
         app.close()
+
+
+async def test_garbage_at_the_end_of_the_stream_does_not_stop_the_relay(
+    nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    """At every start a relay looks at the stream's end to catch up after a lost message; a
+    message there that is not one of ours (only our credentials could put it there) is passed
+    over, never trusted, never fatal."""
+    service = unique_service()
+    js = nc.jetstream()
+    await ensure_stream(js, f"S_{service}", service, replicas=1)
+    app = Upstream(env=sqlite_env)
+
+    def relay() -> OutboxRelay:
+        return OutboxRelay(
+            app, SampleTranslator(service), js, source="/certibloc/x", stream=f"S_{service}"
+        )
+
+    _save(app, "a")
+    await relay().relay_once()
+    await js.publish(f"certibloc.{service}.tick.v1", b"\xff{not a cloudevent")
+    await js.publish(f"certibloc.{service}.tick.v1", b'{"source": "/certibloc/other"}')
+    _save(app, "b")
+    restarted = relay()
+    while await restarted.relay_once():
+        pass
+    last = (await js.stream_info(f"S_{service}")).state.last_seq
+    bodies = [(await js.get_msg(f"S_{service}", seq=n)).data or b"" for n in range(1, last + 1)]
+    ours = [orjson.loads(b)["position"] for b in bodies if b.startswith(b'{"specversion"')]
+    assert ours == [2000, 4000]
+    app.close()
+
+
+async def test_a_stored_event_the_translation_fails_on_is_reported_at_once_with_its_position(
+    nc: Client, sqlite_env: dict[str, str]
+) -> None:
+    service = unique_service()
+    js = nc.jetstream()
+    await ensure_stream(js, f"S_{service}", service, replicas=1)
+    app = Upstream(env=sqlite_env)
+
+    def broken(domain_event: Any) -> Sequence[Outgoing]:
+        if isinstance(domain_event, Counter.Incremented):
+            raise KeyError("a translation bug")
+        return []
+
+    _save(app, "a")
+    relay = OutboxRelay(app, broken, js, source="/certibloc/x", stream=f"S_{service}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await eventually(lambda: relay.stuck is not None, 10, "stuck at once")
+        assert relay.stuck is not None and relay.stuck.permanent
+        assert relay.stuck.position == 2000  # notification 2, the Incremented event
+        assert "translation failed: KeyError" in (relay.problem() or "")
+    finally:
+        stop.set()
+        await task
+        app.close()
+
+
+def test_a_stored_event_todays_contract_refuses_is_published_for_its_consumers_to_refuse(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Events stored before a bound existed must neither stop the relay nor vanish: they go
+    out as they are (logged), and their consumers dead-letter them, visibly."""
+    caplog.set_level(logging.ERROR, logger="services.runtime.outbox")
+    too_long = "x" * 3000  # the old API took reasons up to 2000 characters; this is beyond
+    built = contract(
+        v1.CertificationAwardWithdrawn,
+        award_id="a1",
+        candidate_number="C1",
+        certification="RNCP40705",
+        withdrawn_on=date(2026, 7, 3),
+        correction_id="c1",
+        reason=too_long,
+        exam_center="0750001A",
+    )
+    assert built.reason == too_long
+    assert any("does not fit its contract" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValidationError):
+        v1.CertificationAwardWithdrawn.model_validate(built.model_dump(mode="json"))

@@ -32,6 +32,7 @@ from tests.runtime.sample import (
     Tally,
     Tick,
     Upstream,
+    provision_sample,
     tick_of,
     unique_service,
 )
@@ -275,7 +276,7 @@ async def test_each_message_of_a_batch_is_handled_in_a_child_span_of_its_own_tra
 ) -> None:
     service = unique_service()
     js = nc.jetstream()
-    await ensure_stream(js, f"S_{service}", service, replicas=1)
+    await provision_sample(js, service)
     traces = [tracing.new_trace() for _ in range(3)]
     for k, ctx in enumerate(traces):
         await js.publish(

@@ -18,6 +18,7 @@ from tests.support.processes import (
     Stoppable,
     free_port,
     port_open,
+    provision_bus,
     wait_for,
 )
 
@@ -158,6 +159,12 @@ class NatsCluster:
         self.start()
         try:
             self.wait_formed()
+            # As a deployment's provisioning job does: every stream with three replicas.
+            provision_bus(
+                self.urls,
+                natsauth.seed_file(credentials_dir(self.root), natsauth.PROVISIONER),
+                replicas=self.size,
+            )
         except BaseException:
             self.stop()
             raise

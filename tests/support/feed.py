@@ -29,6 +29,7 @@ class Feeder:
         self.notification_id += 1
         message = encode(
             Outgoing(data, data.event_type()),
+            stream=f"CERTIBLOC_{self.table.producer.upper()}",
             source=self.table.source,
             notification_id=self.notification_id,
             index=0,

@@ -25,6 +25,8 @@ import uvicorn
 from nats.aio.client import Client
 
 from services.runtime import natsauth
+from services.runtime.nats import server_urls
+from services.runtime.provision import Topology, provision
 
 BIN = Path(sys.executable).parent
 
@@ -111,6 +113,7 @@ class NatsServer(Stoppable):
     port: int = 0
     credentials: Path | None = None
     max_payload: int = natsauth.DEFAULT_MAX_PAYLOAD
+    provisioned: bool = True  # streams and consumers created at the first start, as make run does
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -167,6 +170,40 @@ class NatsServer(Stoppable):
             stderr=subprocess.STDOUT,
         )
         wait_for(lambda: port_open(self.port), timeout=20)
+        if self.provisioned:
+            self.provision()
+
+    def provision(self, replicas: int = 1) -> None:
+        """What ``make run`` does as NATS comes up: every stream and durable consumer, with
+        the provisioner's key (in a thread: callers may be inside an event loop)."""
+        provision_bus(self.url, self.seed(natsauth.PROVISIONER), replicas, self.max_payload)
+
+
+def provision_bus(url: str, seed: Path, replicas: int = 1, max_msg_size: int = 1024 * 1024) -> None:
+    async def run() -> None:
+        nc = await nats.connect(
+            server_urls(url),
+            nkeys_seed=str(seed),
+            inbox_prefix=natsauth.inbox_prefix(natsauth.PROVISIONER),
+        )
+        try:
+            await provision(nc.jetstream(), Topology(replicas, min(max_msg_size, nc.max_payload)))
+        finally:
+            await nc.close()
+
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=60)
+    if failure:
+        raise failure[0]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eventsourcing.persistence import IntegrityError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -13,7 +14,7 @@ from services.registry.domain.errors import (
     UnknownEntity,
 )
 from services.runtime.http import problem_response
-from services.runtime.problems import Conflict, NotFound, Problem, Unprocessable
+from services.runtime.problems import Conflict, NotFound, Problem, Unavailable, Unprocessable
 
 MAX_REPORTED_LINES = 1000
 
@@ -31,6 +32,18 @@ def install(app: FastAPI) -> None:
         else:
             problem = Unprocessable(exc.message)
         return problem_response(problem, request)
+
+    @app.exception_handler(IntegrityError)
+    async def on_contention(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Still conflicting after the application's retries: many writes to one record at once.
+        return problem_response(
+            Unavailable(
+                "Ce dossier est modifié par d'autres requêtes au même moment ; rien n'a été "
+                "enregistré pour celle-ci : réessayez dans un instant.",
+                headers={"Retry-After": "1"},
+            ),
+            request,
+        )
 
     @app.exception_handler(LinesRejected)
     async def on_lines(request: Request, exc: LinesRejected) -> JSONResponse:

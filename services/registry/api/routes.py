@@ -113,7 +113,7 @@ async def post_deliberation(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    meta, rows, digest = await _read_deliberation(request)
+    meta, rows, digest, former_digest = await _read_deliberation(request)
     receipt = await run_in_threadpool(
         lambda: registry.record_deliberation(
             center,
@@ -124,6 +124,7 @@ async def post_deliberation(
             rows=rows,
             idempotency_key=idempotency_key,
             request_digest=digest,
+            former_digest=former_digest,
         )
     )
     if not receipt.created:
@@ -192,8 +193,11 @@ def post_correction(
 
 def _digest(body: BaseModel) -> str:
     """The request as parsed, canonically: the same request however its JSON was spelled."""
-    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()
+    return _sha256(orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -201,7 +205,9 @@ def _digest(body: BaseModel) -> str:
 
 async def _read_deliberation(
     request: Request,
-) -> tuple[DeliberationMeta, list[tuple[int, dict[str, Any]]], str]:
+) -> tuple[DeliberationMeta, list[tuple[int, dict[str, Any]]], str, str]:
+    """(meta, numbered rows, digest of the request as parsed, digest of its raw bytes: what
+    PVs recorded before 2026-12 were compared on)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
         body = await request.body()
@@ -212,7 +218,8 @@ async def _read_deliberation(
         parsed = _validate(DeliberationIn, raw)
         assert isinstance(parsed, DeliberationIn)
         rows = [(i, line) for i, line in enumerate(parsed.lines, start=1)]
-        return parsed, rows, hashlib.sha256(body).hexdigest()
+        canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+        return parsed, rows, _sha256(canonical), _sha256(body)
     if content_type == "multipart/form-data":
         form = await request.form(max_files=2, max_fields=5)
         meta_part, lines_part = form.get("meta"), form.get("lines")
@@ -228,12 +235,14 @@ async def _read_deliberation(
             raise BadRequest("La partie « meta » n'est pas du JSON valide.") from None
         meta = _validate(DeliberationMeta, raw_meta)
         rows = csv_lines.read_rows(lines_bytes)
-        digest = hashlib.sha256(
-            (meta_bytes if isinstance(meta_bytes, bytes) else meta_bytes.encode())
-            + b"\0"
-            + lines_bytes
-        ).hexdigest()
-        return meta, rows, digest
+        raw_meta_bytes = meta_bytes if isinstance(meta_bytes, bytes) else meta_bytes.encode()
+        canonical = orjson.dumps(raw_meta, option=orjson.OPT_SORT_KEYS)
+        return (
+            meta,
+            rows,
+            _sha256(canonical + b"\0" + lines_bytes),
+            _sha256(raw_meta_bytes + b"\0" + lines_bytes),
+        )
     raise UnsupportedMediaType(
         "Envoyez le procès-verbal en application/json ou en multipart/form-data (meta + CSV)."
     )
