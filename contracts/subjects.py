@@ -9,6 +9,8 @@ not fit its type's model) terminates it and copies it, with the reason in its he
 
 from __future__ import annotations
 
+from functools import cache
+
 EVENT_TYPE_PREFIX = "fr.certibloc"
 SUBJECT_PREFIX = "certibloc"
 DEADLETTER_PREFIX = f"{SUBJECT_PREFIX}.deadletter"
@@ -42,6 +44,7 @@ def event_type(service: str, event: str, version: int) -> str:
     return f"{EVENT_TYPE_PREFIX}.{service}.{event}.v{version}"
 
 
+@cache
 def subject_for(event_type_name: str) -> str:
     """``fr.certibloc.registry.bloc-validated.v1`` -> ``certibloc.registry.bloc-validated.v1``."""
     prefix = EVENT_TYPE_PREFIX + "."

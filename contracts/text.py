@@ -91,6 +91,8 @@ def _describe(char: str) -> str:
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
     """Why ``value`` is not acceptable text, in French, or None when it is."""
+    if value.isascii() and value.isprintable():
+        return None  # the common case (codes, ids, most text), decided at C speed
     if unicodedata.normalize("NFC", value) != value:
         return "le texte doit être en forme normalisée NFC"
     combining = 0
@@ -184,7 +186,11 @@ FreeText = Annotated[
     str, Field(min_length=1, max_length=CONTRACT_TEXT_MAX), AfterValidator(_checked_text)
 ]
 Email = Annotated[str, Field(min_length=3, max_length=EMAIL_MAX), AfterValidator(_checked_line)]
-Code = Annotated[str, Field(min_length=1, max_length=CODE_MAX), AfterValidator(_checked_line)]
+# An identifier: RNCP and bloc codes, candidate numbers, UAIs, key ids, mention codes (checked
+# by the schema's own pattern, in Rust: they are most of every event's strings).
+Code = Annotated[
+    str, Field(min_length=1, max_length=CODE_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+]
 # A stable id (a UUID, a deliberation or decision id): ASCII, no white space.
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 # Short single-line text that is not a name: a title from the referential, a mention code.
