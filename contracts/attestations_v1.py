@@ -1,6 +1,11 @@
 """Version 1 of the events the attestations service publishes
 (``fr.certibloc.attestations.<event>.v1``).
 
+Published (``EVENTS``): one ``attestations-recorded`` per candidate and registry decision,
+listing every attestation that decision issued or revoked. Retired (``RETIRED``; not
+published since 2026-12, kept for reading streams written before): ``attestation-issued`` and
+``attestation-revoked``, one message per attestation — the unit of work is the decision.
+
 Strings are bounded and clean as in ``contracts.text``. Added in 2026-12 as optional fields
 (a compatible change; events published before lack them): ``certification_title`` on
 attestation-issued, ``title``, ``certification`` and ``certification_title`` on
@@ -9,10 +14,10 @@ attestation-revoked.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import ContractEvent
 from contracts.text import GIVEN_NAMES_MAX, Code, FreeText, Label, PersonName, Ref, Url
@@ -62,4 +67,54 @@ class AttestationRevoked(AttestationEvent):
     verify_url: Url
 
 
-EVENTS: tuple[type[AttestationEvent], ...] = (AttestationIssued, AttestationRevoked)
+ATTESTATIONS_MAX = 32  # what one decision may issue or revoke: 15 blocs and the diploma
+
+
+class IssuedAttestation(BaseModel):
+    """An attestation a decision issued."""
+
+    model_config = ConfigDict(frozen=True)
+    attestation_id: Ref = Field(description="Unguessable public id (>= 128 random bits).")
+    kind: Literal["bloc", "certification"]
+    code: Code = Field(description="RNCP code of the bloc or of the certification.")
+    title: Label
+    verify_url: Url
+    source_id: Ref = Field(description="The registry's validation_id or award_id.")
+    replaces: Ref | None = Field(
+        default=None, description="The revoked attestation of the same bloc it supersedes."
+    )
+
+
+class RevokedAttestation(BaseModel):
+    """An attestation a decision revoked."""
+
+    model_config = ConfigDict(frozen=True)
+    attestation_id: Ref
+    kind: Literal["bloc", "certification"]
+    code: Code
+    title: Label
+    verify_url: Url
+    reason: FreeText
+
+
+class AttestationsRecorded(AttestationEvent):
+    """What one registry decision changed in a candidate's attestations: those it issued and
+    those it revoked (either list may be empty, not both)."""
+
+    NAME: ClassVar[str] = "attestations-recorded"
+    decision_id: Ref = Field(description="The registry's decision (deliberation, VAE, correction).")
+    decision: Literal["deliberation", "vae", "correction"]
+    decided_on: date = Field(description="Date of the jury's decision.")
+    candidate_number: Code
+    exam_center: Code
+    certification: Code
+    certification_title: Label
+    holder_given_names: list[PersonName] = Field(min_length=1, max_length=GIVEN_NAMES_MAX)
+    holder_family_name: PersonName
+    issued: list[IssuedAttestation] = Field(default_factory=list, max_length=ATTESTATIONS_MAX)
+    revoked: list[RevokedAttestation] = Field(default_factory=list, max_length=ATTESTATIONS_MAX)
+    recorded_at: datetime
+
+
+EVENTS: tuple[type[AttestationEvent], ...] = (AttestationsRecorded,)
+RETIRED: tuple[type[AttestationEvent], ...] = (AttestationIssued, AttestationRevoked)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from functools import cache
 from types import MappingProxyType
 
-from contracts import attestations_v1, notifications_v1, registry_v1
+from contracts import attestations_v1, notifications_v1, notifications_v2, registry_v1
 from contracts.events import ContractEvent
 
 # Producing service -> the event models it publishes, in declaration order.
@@ -19,7 +19,16 @@ PUBLISHED: Mapping[str, tuple[type[ContractEvent], ...]] = MappingProxyType(
     {
         "registry": registry_v1.EVENTS,
         "attestations": attestations_v1.EVENTS,
-        "notifications": notifications_v1.EVENTS,
+        "notifications": notifications_v2.EVENTS,
+    }
+)
+# No longer published; their schemas stay committed, for reading streams written before.
+# A consumer meets them as types its producer's catalog does not hold: skipped.
+RETIRED: Mapping[str, tuple[type[ContractEvent], ...]] = MappingProxyType(
+    {
+        "registry": registry_v1.RETIRED,
+        "attestations": attestations_v1.RETIRED,
+        "notifications": notifications_v1.RETIRED,
     }
 )
 

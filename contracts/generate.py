@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.catalog import PUBLISHED
+from contracts.catalog import PUBLISHED, RETIRED
 from contracts.envelope import CloudEvent
 from contracts.subjects import EVENT_TYPE_PREFIX, STREAMS, source_for, subject_for
 
@@ -42,13 +42,21 @@ CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 COMPONENT_REF = "#/components/schemas/{model}"
 
 ASYNCAPI_DESCRIPTION = """\
-Events published by the certibloc services on NATS JetStream.
+Events published by the certibloc services on NATS JetStream. The unit of work is the \
+candidate's decision: the registry publishes one `decision-recorded` per candidate in each PV, \
+VAE decision or correction; the attestations service one `attestations-recorded` per candidate \
+and decision. (The per-bloc and per-attestation types of before 2026-12 are retired: their \
+schemas stay in `contracts/schemas/` for reading older streams; no service publishes them.)
 
 Every message is a CloudEvents 1.0 event in structured JSON mode (content type \
 `application/cloudevents+json`): the envelope attributes and the event's `data` travel together \
 in the message body. Each producing service has its own JetStream stream \
-({streams}), whose subjects are `certibloc.<service>.>`; the subject of an \
-event is its type without the `fr.` prefix (`x-jetstream-stream` on each channel names its stream).
+({streams}), whose subjects are `certibloc.<service>.>`; an event's subject is \
+`certibloc.<service>.p<partition>.<event>.v<N>`: the partition is derived from the candidate \
+(CRC-32 of `<exam center>/<candidate number>`, or of the center's UAI for its key events, \
+modulo `CERTIBLOC_PARTITIONS`), so everything about a candidate is in order in one partition, \
+and each partition is an independent lane (`x-jetstream-stream` on each channel names its \
+stream).
 
 Publishers set the `Nats-Msg-Id` header to `<source>:<notification id>:<index>` (the producer's \
 stored notification and the index of the event derived from it), so JetStream drops a message \
@@ -56,8 +64,9 @@ published twice within its duplicate window.
 
 Two extension attributes let consumers apply each event exactly once and in order: `position` \
 (strictly increasing per source, notification id * 1000 + index) and `previous` (the position of \
-the same source's preceding event, 0 for the first). A consumer that has applied everything up to \
-`previous` knows nothing is missing; one that has already applied `position` ignores the event.
+the same source's preceding event in the same partition, 0 for the first). A consumer that has \
+applied everything up to `previous` in a partition knows nothing is missing; one that has \
+already applied `position` ignores the event.
 
 Types are versioned, `fr.certibloc.<service>.<event>.v<N>`, and `dataschema` names the JSON \
 Schema of `data` (`urn:certibloc:schema:<type>`). A compatible change only adds optional fields; \
@@ -186,9 +195,16 @@ def asyncapi_document(models: Sequence[type[BaseModel]]) -> dict[str, Any]:
         # a BlocValidated.
         _add_component(component_schemas, ident, _component_schema(model, component_schemas))
         channels[ident] = {
-            "address": subject_for(type_name),
+            "address": subject_for(type_name).replace(".p0.", ".{partition}.", 1),
             "title": type_name,
             "description": summary,
+            "parameters": {
+                "partition": {
+                    "description": "p<k>: the partition of the candidate (or, for an exam "
+                    "center's key events, of the center), k from 0 to CERTIBLOC_PARTITIONS - 1.",
+                    "examples": ["p0", "p3"],
+                }
+            },
             "x-jetstream-stream": STREAMS[service],
             "messages": {ident: {"$ref": f"#/components/messages/{ident}"}},
         }
@@ -250,10 +266,12 @@ def _dump(document: dict[str, Any]) -> str:
 
 
 def generated_files() -> dict[str, str]:
-    """Repository-relative path -> exact text of every generated file."""
+    """Repository-relative path -> exact text of every generated file: the schemas of the
+    published events and of the retired ones (for reading older streams); the AsyncAPI
+    document of the published ones."""
     models = event_models()
     files: dict[str, str] = {}
-    for model in models:
+    for model in [*models, *event_models(RETIRED)]:
         name = event_type_of(model)
         files[schema_path(name)] = _dump(standalone_schema(model, name))
     files[schema_path(ENVELOPE_SCHEMA_NAME)] = _dump(

@@ -1,5 +1,6 @@
-"""Version 1 of the events the notifications service publishes
-(``fr.certibloc.notifications.<event>.v1``)."""
+"""Version 1 of the events the notifications service published
+(``fr.certibloc.notifications.<event>.v1``): retired since 2026-12 (one notification per
+attestation), superseded by ``contracts.notifications_v2``; kept for reading older streams."""
 
 from __future__ import annotations
 
@@ -51,4 +52,5 @@ class NotificationFailed(NotificationEvent):
     retry_at: datetime | None = None
 
 
-EVENTS: tuple[type[NotificationEvent], ...] = (NotificationSent, NotificationFailed)
+EVENTS: tuple[type[NotificationEvent], ...] = ()
+RETIRED: tuple[type[NotificationEvent], ...] = (NotificationSent, NotificationFailed)

@@ -8,6 +8,18 @@ Every string is bounded and clean (``contracts.text``): the registry refuses at 
 would not fit, and consumers dead-letter an event that does not. (Those bounds were added to
 v1 in 2026-12 without a new type: the registry never accepted longer values since, and a
 consumer refusing an older, longer one sends it to its dead-letter stream, never drops it.)
+
+What the registry publishes (``EVENTS``): a candidate's registration; for each candidate in
+each decision (a PV, a VAE decision, a correction), one ``decision-recorded`` carrying
+everything that decision changed for that candidate; the exam centers' key digests.
+
+Retired (``RETIRED``; not published since 2026-12, kept for reading streams written before):
+the per-bloc events (``bloc-graded``, ``bloc-validated``, ``bloc-validation-withdrawn``,
+``certification-awarded``, ``certification-award-withdrawn``, ``vae-decision-recorded``). The
+unit of work is the candidate's decision, not the bloc: a 10,000-line PV was ~21,000
+messages, fetched and parsed by every consumer, for ~1,000 decisions. Their only consumers
+were this project's services, which consume ``decision-recorded`` now; a stream written
+before the change is drained before the upgrade (deploy/README.md).
 """
 
 from __future__ import annotations
@@ -181,6 +193,105 @@ class CertificationAwardWithdrawn(RegistryEvent):
     exam_center: Code
 
 
+# --- for each candidate in each decision: everything it changed --------------------------
+
+DECISION_LINES_MAX = 32  # a candidate's lines in one decision: 15 blocs in RNCP40705
+
+
+class GradedBloc(BaseModel):
+    """A result the decision recorded for one unit (or, for a correction, the corrected one)."""
+
+    model_config = ConfigDict(frozen=True)
+    result_id: Ref = Field(description="Stable id of this result line.")
+    bloc: Code
+    session: Session
+    mark: Literal["grade", "absent", "exempt"]
+    grade: DecimalString | None = Field(default=None, pattern=DECIMAL_PATTERN)
+    modality: Modality | None = None
+    justification: FreeText | None = None
+    corrects: Ref | None = Field(
+        default=None, description="result_id of the line a correction replaces."
+    )
+
+
+class ValidatedBloc(BaseModel):
+    """A bloc the decision gave the candidate."""
+
+    model_config = ConfigDict(frozen=True)
+    validation_id: Ref = Field(description="Stable id of this acquisition.")
+    bloc: Code
+    optional: bool
+    via: Literal["grade", "vae"]
+    grade: DecimalString | None = Field(default=None, pattern=DECIMAL_PATTERN)
+    session: Session | None = Field(
+        default=None, description="The session of the grade (none for VAE)."
+    )
+    validated_on: date = Field(description="Date of the jury decision that validated it.")
+    source_id: Ref = Field(description="The deliberation or VAE decision that validated it.")
+    carried_over: bool = Field(
+        default=False,
+        description="Validated by a grade of an earlier session (bénéfice des notes), not by "
+        "this decision's own.",
+    )
+
+
+class WithdrawnBloc(BaseModel):
+    """A bloc a correction took away."""
+
+    model_config = ConfigDict(frozen=True)
+    validation_id: Ref = Field(description="The acquisition withdrawn (see validated).")
+    bloc: Code
+    corrects: Ref | None = Field(default=None, description="result_id of the corrected line.")
+
+
+class AwardDecided(BaseModel):
+    """The whole certification (the diploma) awarded by the decision."""
+
+    model_config = ConfigDict(frozen=True)
+    award_id: Ref
+    via: Literal["exam", "vae"]
+    session: Session | None = None
+    awarded_on: date
+    average: DecimalString | None = Field(
+        default=None, description="Weighted average, unrounded decimal string.", max_length=40
+    )
+    mention: Code | None = Field(default=None, description="Mention code from the referential.")
+    source_id: Ref
+
+
+class DecisionRecorded(RegistryEvent):
+    """A jury's decision about one candidate, and everything it changed for them.
+
+    One per candidate in each PV (``deliberation``), VAE decision (``vae``) or correction of a
+    material error (``correction``): the results it recorded, the blocs it validated or
+    withdrew, the award of the certification or its withdrawal. ``decided_on`` is the date of
+    the jury's decision (for a correction, of the deliberation it corrects)."""
+
+    NAME: ClassVar[str] = "decision-recorded"
+    decision_id: Ref = Field(description="The deliberation, VAE decision or correction.")
+    decision: Literal["deliberation", "vae", "correction"]
+    candidate_number: Code
+    exam_center: Code
+    certification: Code
+    access_route: AccessRoute
+    route: Literal["exam", "vae"] = Field(description="How this decision was reached.")
+    decided_on: date
+    session: Session | None = Field(default=None, description="The exam session, if any.")
+    vae_decision: Literal["totale", "partielle", "refus"] | None = None
+    corrects: Ref | None = Field(
+        default=None, description="For a correction: the deliberation it corrects."
+    )
+    corrected_on: date | None = None
+    reason: FreeText | None = Field(default=None, description="For a correction: why.")
+    graded: list[GradedBloc] = Field(default_factory=list, max_length=DECISION_LINES_MAX)
+    validated: list[ValidatedBloc] = Field(default_factory=list, max_length=DECISION_LINES_MAX)
+    withdrawn: list[WithdrawnBloc] = Field(default_factory=list, max_length=DECISION_LINES_MAX)
+    award: AwardDecided | None = None
+    award_withdrawn: Ref | None = Field(
+        default=None, description="The award_id of the award the decision withdrew."
+    )
+
+
 class ExamCenterKeyIssued(RegistryEvent):
     """An exam center got a new API key. Only its SHA-256 digest travels (the key has 256
     random bits, so the digest reveals nothing); other services authenticate centers with it."""
@@ -202,12 +313,15 @@ class ExamCenterKeyRevoked(RegistryEvent):
 
 EVENTS: tuple[type[RegistryEvent], ...] = (
     CandidateRegistered,
+    DecisionRecorded,
+    ExamCenterKeyIssued,
+    ExamCenterKeyRevoked,
+)
+RETIRED: tuple[type[RegistryEvent], ...] = (
     BlocGraded,
     BlocValidated,
     VaeDecisionRecorded,
     CertificationAwarded,
     BlocValidationWithdrawn,
     CertificationAwardWithdrawn,
-    ExamCenterKeyIssued,
-    ExamCenterKeyRevoked,
 )

@@ -89,10 +89,43 @@ def _describe(char: str) -> str:
     return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
 
 
+# Characters already judged (True: fine in text, anything but a mark or a refused one), so
+# that accented text is decided per distinct character by a dict lookup. Bounded: text full
+# of rare characters is still judged right, only without the memo.
+_PLAIN: dict[str, bool] = {}
+_PLAIN_MAX: Final = 20_000
+# Non-ASCII single-line texts already accepted: the referential's titles and the candidates'
+# names come back in every event about them. Bounded the same way.
+_ACCEPTED: set[str] = set()
+_ACCEPTED_MAX: Final = 20_000
+
+
+def _plain(char: str) -> bool:
+    known = _PLAIN.get(char)
+    if known is None:
+        category = unicodedata.category(char)
+        known = not (
+            category in _FORBIDDEN_CATEGORIES or category in ("Mn", "Me") or _ignorable(char)
+        )
+        if len(_PLAIN) < _PLAIN_MAX:
+            _PLAIN[char] = known
+    return known
+
+
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
     """Why ``value`` is not acceptable text, in French, or None when it is."""
     if value.isascii() and value.isprintable():
         return None  # the common case (codes, ids, most text), decided at C speed
+    if value in _ACCEPTED:
+        return None
+    if unicodedata.is_normalized("NFC", value) and all(
+        _plain(char) or (multiline and char == "\n") for char in set(value)
+    ):
+        # Accented text without marks: decided per distinct character. (A multi-line text
+        # is not remembered: accepted as one, it would be refused as a line.)
+        if not multiline and len(_ACCEPTED) < _ACCEPTED_MAX and len(value) <= 300:
+            _ACCEPTED.add(value)
+        return None
     if unicodedata.normalize("NFC", value) != value:
         return "le texte doit être en forme normalisée NFC"
     combining = 0

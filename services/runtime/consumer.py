@@ -42,7 +42,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
-from contracts.subjects import STREAMS
+from contracts.subjects import STREAMS, durable_for, lane
 from services.runtime import deadletters, tracing
 from services.runtime.messages import (
     INVALID,
@@ -103,6 +103,8 @@ class EventConsumer:
         service: str,
         stream: str | None = None,
         upstream: str | None = None,
+        partition: int = 0,
+        partitions: int = 1,
         batch_size: int = 500,
         fetch_timeout: float = 0.5,
         retry_delay: float = 0.5,
@@ -118,8 +120,10 @@ class EventConsumer:
         self.early_delay = 0.03
         self.js = js
         self.stream = stream or STREAMS[spec.producer]
-        self.durable = spec.durable
-        self.upstream = upstream or spec.producer
+        # One partition of the stream: its own durable consumer and its own chain.
+        self.partition = partition
+        self.durable = durable_for(spec.durable, partition, partitions)
+        self.upstream = lane(upstream or spec.producer, partition, partitions)
         self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
         self.retry_delay = retry_delay

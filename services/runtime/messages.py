@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from contracts.catalog import events_of
 from contracts.envelope import CloudEvent
 from contracts.events import ContractEvent
-from contracts.subjects import source_for, subject_for
+from contracts.subjects import partition_in, source_for, subject_for
 
 M = TypeVar("M", bound=ContractEvent)
 Unit = ProcessingEvent[UUID]
@@ -83,7 +83,8 @@ class HandlerTable:
         return frozenset(self._routes)
 
     def parse(self, payload: bytes, subject: str | None = None) -> Message:
-        """What ``payload`` (published on ``subject``) is for this consumer; never raises."""
+        """What ``payload`` (published on ``subject``) is for this consumer; never raises.
+        (Its subject must be the one its type and partition make.)"""
         try:
             event = CloudEvent.model_validate_json(payload)
         except ValidationError as error:
@@ -96,7 +97,7 @@ class HandlerTable:
         model = self.catalog.get(event.type)
         if model is None:
             return Message(event, skip=UNKNOWN_TYPE)
-        if subject is not None and subject != subject_for(event.type):
+        if subject is not None and subject != subject_for(event.type, partition_in(subject) or 0):
             return Message(event, dead=(INVALID, f"type {event.type} published on {subject}"))
         route = self._routes.get(event.type)
         if route is None:

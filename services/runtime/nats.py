@@ -165,8 +165,10 @@ async def ensure_consumer(
     *,
     ack_wait: float = 5.0,
     max_ack_pending: int = 5000,
+    filter_subject: str | None = None,
 ) -> None:
-    """Create a durable pull consumer that sees the whole stream, once; later calls are no-ops."""
+    """Create a durable pull consumer that sees the whole stream (or the subjects of
+    ``filter_subject``: one partition), once; later calls are no-ops."""
     try:
         await js.consumer_info(stream, durable)
         return
@@ -181,6 +183,7 @@ async def ensure_consumer(
             ack_wait=ack_wait,
             max_deliver=-1,
             max_ack_pending=max_ack_pending,
+            filter_subject=filter_subject,
         ),
     )
     log.info("consumer created", extra={"stream": stream, "durable": durable})

@@ -45,6 +45,7 @@ from contracts.subjects import (
     STREAMS,
     deadletter_stream,
     deadletter_subjects,
+    durable_for,
     stream_subjects,
 )
 
@@ -94,39 +95,43 @@ def ensure_credentials(
     return keys
 
 
-def permissions(service: str) -> dict[str, Any]:
+def permissions(service: str, partitions: int = 1) -> dict[str, Any]:
     """What ``service`` may publish and subscribe to (nats-server ``permissions`` block)."""
     own = STREAMS[service]
     publish = [*stream_subjects(service), *_read_api(own)]
     consumes = CONSUMERS[service]
     if consumes:
         publish += [*deadletter_subjects(service), *_read_api(deadletter_stream(service))]
-    for producer, durable in consumes:
+    for producer, base in consumes:
         upstream = STREAMS[producer]
-        publish += [
-            f"{JS}.STREAM.INFO.{upstream}",
-            f"{JS}.CONSUMER.INFO.{upstream}.{durable}",
-            f"{JS}.CONSUMER.MSG.NEXT.{upstream}.{durable}",
-            f"$JS.ACK.{upstream}.{durable}.>",
-        ]
+        publish.append(f"{JS}.STREAM.INFO.{upstream}")
+        for partition in range(partitions):
+            durable = durable_for(base, partition, partitions)
+            publish += [
+                f"{JS}.CONSUMER.INFO.{upstream}.{durable}",
+                f"{JS}.CONSUMER.MSG.NEXT.{upstream}.{durable}",
+                f"$JS.ACK.{upstream}.{durable}.>",
+            ]
     return {
         "publish": {"allow": publish},
         "subscribe": {"allow": [f"{inbox_prefix(service)}.>"]},
     }
 
 
-def provisioner_permissions() -> dict[str, Any]:
+def provisioner_permissions(partitions: int = 1) -> dict[str, Any]:
     """Create and align the contracts' streams and durable consumers; nothing else."""
     streams = [*STREAMS.values()]
     streams += [deadletter_stream(service) for service, consumes in CONSUMERS.items() if consumes]
     publish = [f"{JS}.STREAM.{call}.{s}" for s in streams for call in ("INFO", "CREATE", "UPDATE")]
     for consumes in CONSUMERS.values():
-        for producer, durable in consumes:
+        for producer, base in consumes:
             upstream = STREAMS[producer]
-            publish += [
-                f"{JS}.CONSUMER.INFO.{upstream}.{durable}",
-                f"{JS}.CONSUMER.DURABLE.CREATE.{upstream}.{durable}",
-            ]
+            for partition in range(partitions):
+                durable = durable_for(base, partition, partitions)
+                publish += [
+                    f"{JS}.CONSUMER.INFO.{upstream}.{durable}",
+                    f"{JS}.CONSUMER.DURABLE.CREATE.{upstream}.{durable}",
+                ]
     return {
         "publish": {"allow": publish},
         "subscribe": {"allow": [f"{inbox_prefix(PROVISIONER)}.>"]},
@@ -137,14 +142,19 @@ def _read_api(stream: str) -> list[str]:
     return [f"{JS}.STREAM.{call}.{stream}" for call in ("INFO", "MSG.GET")]
 
 
-def authorization(nkeys_by_user: Mapping[str, str]) -> dict[str, Any]:
+def authorization(nkeys_by_user: Mapping[str, str], partitions: int = 1) -> dict[str, Any]:
     """The server's ``authorization`` block; values may be ``$VARIABLE`` references."""
     users: list[dict[str, Any]] = [
-        {"nkey": nkeys_by_user[service], "permissions": permissions(service)}
+        {"nkey": nkeys_by_user[service], "permissions": permissions(service, partitions)}
         for service in SERVICES
     ]
     if PROVISIONER in nkeys_by_user:
-        users.append({"nkey": nkeys_by_user[PROVISIONER], "permissions": provisioner_permissions()})
+        users.append(
+            {
+                "nkey": nkeys_by_user[PROVISIONER],
+                "permissions": provisioner_permissions(partitions),
+            }
+        )
     if OPERATOR in nkeys_by_user:
         users.append(
             {
@@ -179,6 +189,7 @@ def server_config(
     max_payload: int = DEFAULT_MAX_PAYLOAD,
     server_name: str | None = None,
     cluster: Mapping[str, Any] | None = None,
+    partitions: int = 1,
 ) -> str:
     """A JetStream server with the services' authorization, on ``host`` (one node of a
     ``cluster`` when that block is given)."""
@@ -194,14 +205,17 @@ def server_config(
     lines += [
         f"max_payload: {max_payload}",
         "jetstream " + render({"store_dir": str(store_dir)}),
-        "authorization " + render(authorization(nkeys_by_user)),
+        "authorization " + render(authorization(nkeys_by_user, partitions)),
     ]
     if cluster is not None:
         lines.append("cluster " + render(dict(cluster)))
     return "\n".join([*lines, ""])
 
 
-def deploy_config() -> str:
+DEPLOY_PARTITIONS = 8  # deploy/'s CERTIBLOC_PARTITIONS: the consumers its auth.conf names
+
+
+def deploy_config(partitions: int = DEPLOY_PARTITIONS) -> str:
     """The authorization block of deploy/nats/auth.conf: public keys from the environment."""
     refs = {user: f"$CERTIBLOC_NKEY_{user.upper()}" for user in (*SERVICES, PROVISIONER, OPERATOR)}
     return "\n".join(
@@ -210,14 +224,18 @@ def deploy_config() -> str:
             "# contracts (streams, consumers); tests/deploy checks it is up to date. Each",
             "# CERTIBLOC_NKEY_<USER> is a public NKey (not a secret), from the server's",
             "# environment; services hold the matching seeds.",
-            "authorization " + render(authorization(refs)),
+            "authorization " + render(authorization(refs, partitions)),
             "",
         ]
     )
 
 
 def write_dev_config(
-    var_dir: Path, port: int, http_port: int | None, max_payload: int = DEFAULT_MAX_PAYLOAD
+    var_dir: Path,
+    port: int,
+    http_port: int | None,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+    partitions: int = 1,
 ) -> Path:
     """Credentials under ``var_dir/nats/credentials`` (created once) and the server's
     configuration ``var_dir/nats/server.conf`` (rewritten each time); returns its path."""
@@ -231,6 +249,7 @@ def write_dev_config(
             store_dir=nats_dir.resolve(),  # JetStream keeps its files in <store_dir>/jetstream
             nkeys_by_user=keys,
             max_payload=max_payload,
+            partitions=partitions,
         )
     )
     return config
@@ -246,19 +265,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=4250)
     dev.add_argument("--http-port", type=int, default=8250)
     dev.add_argument("--max-payload", type=int, default=DEFAULT_MAX_PAYLOAD)
+    dev.add_argument(
+        "--partitions", type=int, default=int(os.environ.get("CERTIBLOC_PARTITIONS", "1"))
+    )
     creds = sub.add_parser("credentials", help="seed files and their public keys (nkeys.env)")
     creds.add_argument("directory", type=Path)
-    sub.add_parser("deploy-config", help="print deploy/nats/auth.conf")
+    deploy = sub.add_parser("deploy-config", help="print deploy/nats/auth.conf")
+    deploy.add_argument("--partitions", type=int, default=DEPLOY_PARTITIONS)
     args = parser.parse_args(argv)
     if args.command == "dev-config":
-        print(write_dev_config(args.var_dir, args.port, args.http_port, args.max_payload))
+        print(
+            write_dev_config(
+                args.var_dir, args.port, args.http_port, args.max_payload, args.partitions
+            )
+        )
     elif args.command == "credentials":
         keys = ensure_credentials(args.directory)
         env = "".join(f"CERTIBLOC_NKEY_{user.upper()}={key}\n" for user, key in keys.items())
         (args.directory / "nkeys.env").write_text(env)
         print(f"seeds and {args.directory / 'nkeys.env'} written (public keys only in the latter)")
     else:
-        sys.stdout.write(deploy_config())
+        sys.stdout.write(deploy_config(args.partitions))
     return 0
 
 

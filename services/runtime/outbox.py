@@ -18,7 +18,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from contracts.envelope import EVENTS_PER_NOTIFICATION, message_position
-from contracts.subjects import subject_for
+from contracts.subjects import MAX_PARTITIONS, subject_for
 from services.runtime import tracing
 from services.runtime.problems import PayloadTooLarge, Unprocessable
 
@@ -64,11 +64,13 @@ def contract(model: type[M], **fields: Any) -> M:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One contract event to publish: its model and the CloudEvents ``subject``."""
+    """One contract event to publish: its model, the CloudEvents ``subject``, and the key its
+    partition is derived from (``contracts.subjects.candidate_key``, or a center's UAI)."""
 
     event: BaseModel
     event_type: str
     subject: str | None = None
+    key: str = ""
 
 
 Translator = Callable[[Any], Sequence[Outgoing]]
@@ -82,6 +84,7 @@ class Prepared:
     payload: bytes
     headers: dict[str, str]
     position: int
+    partition: int = 0
 
     @property
     def size(self) -> int:
@@ -107,6 +110,7 @@ def encode(
     timestamp: datetime | None,
     traceparent: str | None,
     tracestate: str | None,
+    partition: int = 0,
 ) -> Prepared:
     position = message_position(notification_id, index)
     envelope: dict[str, Any] = {
@@ -127,7 +131,7 @@ def encode(
         if tracestate:
             envelope["tracestate"] = tracestate
     return Prepared(
-        subject=subject_for(out.event_type),
+        subject=subject_for(out.event_type, partition),
         payload=orjson.dumps(envelope),
         headers={
             "Nats-Msg-Id": f"{source}:{notification_id}:{index}",
@@ -135,6 +139,7 @@ def encode(
             **tracing.headers_of(traceparent, tracestate),
         },
         position=position,
+        partition=partition,
     )
 
 
@@ -184,6 +189,7 @@ class OutboxGuard:
                     timestamp=getattr(domain_event, "timestamp", None),
                     traceparent=traceparent,
                     tracestate=tracestate,
+                    partition=MAX_PARTITIONS - 1,  # the widest subject
                 )
                 if message.size > self.limit:
                     log.warning(

@@ -1,5 +1,6 @@
-"""Provisioning of the bus: every stream and durable consumer the contracts name, created (or
-aligned) by one step that runs before the services, with a key of its own.
+"""Provisioning of the bus: every stream and durable consumer the contracts name (one durable
+per consuming service, stream and partition), created (or aligned) by one step that runs
+before the services, with a key of its own.
 
 The services themselves may not create or change a stream: a stream's configuration can
 source another stream or capture another service's subjects, which subject permissions
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext
 from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
 
-from contracts.subjects import CONSUMERS, STREAMS
+from contracts.subjects import CONSUMERS, STREAMS, durable_for, partition_subjects
 from services.runtime.nats import connect, ensure_consumer, ensure_deadletter_stream, ensure_stream
 from services.runtime.natsauth import PROVISIONER, inbox_prefix
 from services.runtime.settings import ServiceSettings
@@ -42,6 +43,7 @@ MAX_ACK_PENDING = 2000  # messages out at once per consumer: 4 batches of 500
 class Topology:
     replicas: int = 1
     max_msg_size: int = 1024 * 1024
+    partitions: int = 1
     ack_wait: float = ACK_WAIT
     max_ack_pending: int = MAX_ACK_PENDING
 
@@ -56,21 +58,27 @@ async def provision(js: JetStreamContext, topology: Topology = Topology()) -> No
     for service, consumes in CONSUMERS.items():
         if consumes:
             await ensure_deadletter_stream(js, service, topology.replicas)
-        for producer, durable in consumes:
-            await ensure_consumer(
-                js,
-                STREAMS[producer],
-                durable,
-                ack_wait=topology.ack_wait,
-                max_ack_pending=topology.max_ack_pending,
-            )
+        for producer, base in consumes:
+            for partition in range(topology.partitions):
+                await ensure_consumer(
+                    js,
+                    STREAMS[producer],
+                    durable_for(base, partition, topology.partitions),
+                    ack_wait=topology.ack_wait,
+                    max_ack_pending=topology.max_ack_pending,
+                    filter_subject=partition_subjects(producer, partition)
+                    if topology.partitions > 1
+                    else None,
+                )
 
 
 async def run(settings: ServiceSettings, wait: float) -> None:
     """Provision, retrying for ``wait`` seconds: a cluster that has just started answers
     connections before its JetStream has a leader (API calls time out or get a 503)."""
     topology = Topology(
-        replicas=settings.nats_stream_replicas, max_msg_size=settings.nats_max_payload
+        replicas=settings.nats_stream_replicas,
+        max_msg_size=settings.nats_max_payload,
+        partitions=settings.partitions,
     )
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(wait), wait=wait_exponential(multiplier=0.1, max=1), reraise=True

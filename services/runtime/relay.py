@@ -5,8 +5,13 @@ into zero or more contract events; each is published with ``Nats-Msg-Id`` =
 ``<source>:<notification id>:<index>`` so a relay that restarts and republishes is deduplicated
 by JetStream, and carries ``position``/``previous`` so consumers can detect gaps.
 
+Each event goes to its partition (``contracts.subjects.partition_of`` its key), and its
+``previous`` is the position of the last event published *in that partition*: every partition
+is a chain of its own, which a consumer applies independently of the others.
+
 The relay's position (the position of the last event it got acknowledged) is stored as a
-tracking record in the service's own database, after the stream acknowledged the batch.
+tracking record in the service's own database, after the stream acknowledged the batch, with
+the last position of each partition it published to (one record each, in one transaction).
 
 The trace context a stored event was stamped with (``services.runtime.tracing``) goes out as
 the CloudEvent's ``traceparent``/``tracestate`` and as the same NATS headers.
@@ -34,6 +39,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from contracts.envelope import message_position, notification_of
+from contracts.subjects import lane, partition_in, partition_of
 from services.runtime import tracing
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import Outgoing, Prepared, Translator, encode
@@ -52,6 +58,7 @@ class _Batch:
     scanned: int
     last_notification_id: int
     last_position: int
+    chains: tuple[int, ...] = ()  # each partition's last position after this batch
 
 
 class RelayFailure(Exception):
@@ -117,9 +124,13 @@ class OutboxRelay:
         idle_seconds: float = 0.05,
         publish_timeout: float = 10.0,
         stuck_after: float = 30.0,
+        partitions: int = 1,
         metrics: Metrics | None = None,
     ) -> None:
         self.app = app
+        self.partitions = partitions
+        self._chains = [0] * partitions  # each partition's last position prepared
+        self._stored_chains = [0] * partitions  # ... and stored
         self.translate = translate
         self.js = js
         self.source = source
@@ -258,20 +269,28 @@ class OutboxRelay:
 
     async def _deliver(self, batch: _Batch) -> None:
         await self._publish(batch.messages)
-        if batch.last_position <= self._recorded_through:
-            self._position = batch.last_position  # catching up: recorded long ago
-            self._count(batch)
-            return
-        try:
-            await asyncio.to_thread(
-                self.app.process_recorder.insert_tracking,
-                Tracking(self.tracking_name, batch.last_position),
-            )
-        except IntegrityError:
-            # Another relay of the same service (a second worker or replica) stored this
-            # position or a later one: its publications were deduplicated, ours too. Re-read.
-            self._position = None
-            return
+        trackings = []
+        if batch.last_position > self._recorded_through:  # else catching up: recorded long ago
+            trackings.append(Tracking(self.tracking_name, batch.last_position))
+        if self.partitions > 1:
+            trackings += [
+                Tracking(lane(self.tracking_name, p, self.partitions), last)
+                for p, (last, stored) in enumerate(
+                    zip(batch.chains, self._stored_chains, strict=True)
+                )
+                if last > stored
+            ]
+        if trackings:
+            try:
+                await asyncio.to_thread(self.app.record_positions, trackings)
+            except IntegrityError:
+                # Another relay of the same service (a second worker or replica) stored this
+                # position or a later one: its publications were deduplicated, ours too.
+                self._position = None
+                return
+        self._stored_chains = [
+            max(a, b) for a, b in zip(batch.chains, self._stored_chains, strict=True)
+        ]
         self._position = batch.last_position
         self._count(batch)
 
@@ -310,6 +329,12 @@ class OutboxRelay:
                 extra={"stream": self.stream, "stored": self._position, "stream_last": last},
             )
             self._position = self._prepared_position = self._skip_through = last
+            # Each partition's chain as the stream holds it: republished events must be the
+            # same, ``previous`` included, as those it lost.
+            self._chains = [
+                stored if stored <= last else await self._stream_last_in(p, last)
+                for p, stored in enumerate(self._stored_chains)
+            ]
             # The stream may end inside a notification's events: scan that one again.
             self._cursor = max(notification_of(last) - 1, 0)
 
@@ -335,13 +360,39 @@ class OutboxRelay:
         )
         return None
 
+    async def _stream_last_in(self, partition: int, last: int) -> int:
+        """The position of our last message in ``partition`` the stream holds (0 if none)."""
+        if self.partitions == 1:
+            return last
+        info = await self.js.stream_info(self.stream)
+        for sequence in range(info.state.last_seq, info.state.first_seq - 1, -1):
+            try:
+                message = await self.js.get_msg(self.stream, seq=sequence)
+            except NotFoundError:
+                continue
+            if partition_in(message.subject or "") != partition:
+                continue
+            position = _own_position(message.data, self.source)
+            if position is not None and position <= last:
+                return position
+        return 0
+
     def _signal(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _load_position(self) -> None:
-        stored = self.app.process_recorder.max_tracking_id(self.tracking_name) or 0
+        recorder = self.app.process_recorder
+        stored = recorder.max_tracking_id(self.tracking_name) or 0
         self._position = self._prepared_position = stored
+        if self.partitions == 1:
+            chains = [stored]  # one partition: its chain is the whole log's, as before
+        else:
+            chains = [
+                recorder.max_tracking_id(lane(self.tracking_name, p, self.partitions)) or 0
+                for p in range(self.partitions)
+            ]
+        self._chains, self._stored_chains = list(chains), list(chains)
         if self.instruments is not None:
             self.instruments.position.set(stored)
         # Notifications after the last published event's one may have yielded nothing; they
@@ -358,7 +409,7 @@ class OutboxRelay:
         )
         if not notifications:
             return None
-        previous = self._prepared_position
+        last = self._prepared_position
         messages: list[Prepared] = []
         for notification in notifications:
             try:
@@ -369,24 +420,28 @@ class OutboxRelay:
             timestamp = getattr(domain_event, "timestamp", None)
             traceparent, tracestate = tracing.stamped(domain_event)
             for index, out in enumerate(outgoing):
-                message = encode(
-                    out,
-                    stream=self.stream,
-                    source=self.source,
-                    notification_id=notification.id,
-                    index=index,
-                    previous=previous,
-                    timestamp=timestamp,
-                    traceparent=traceparent,
-                    tracestate=tracestate,
+                position = message_position(notification.id, index)
+                if position <= self._skip_through:
+                    continue  # on the stream already (catching up)
+                partition = partition_of(out.key, self.partitions) if self.partitions > 1 else 0
+                messages.append(
+                    encode(
+                        out,
+                        stream=self.stream,
+                        source=self.source,
+                        notification_id=notification.id,
+                        index=index,
+                        previous=self._chains[partition],
+                        timestamp=timestamp,
+                        traceparent=traceparent,
+                        tracestate=tracestate,
+                        partition=partition,
+                    )
                 )
-                if message.position <= self._skip_through:
-                    continue
-                messages.append(message)
-                previous = message.position
+                self._chains[partition] = last = position
         self._cursor = notifications[-1].id
-        self._prepared_position = previous
-        return _Batch(messages, len(notifications), notifications[-1].id, previous)
+        self._prepared_position = last
+        return _Batch(messages, len(notifications), notifications[-1].id, last, tuple(self._chains))
 
     async def _publish(self, messages: list[Prepared]) -> None:
         futures = []

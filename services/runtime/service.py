@@ -95,24 +95,28 @@ class ServiceRuntime:
             batch_size=self.settings.relay_batch,
             idle_seconds=self.settings.relay_idle_seconds,
             stuck_after=self.settings.stuck_seconds,
+            partitions=self.settings.partitions,
             metrics=self.metrics,
         )
-        if self.settings.relay_enabled:
+        if self.settings.runs_relay:
             self._tasks.append(asyncio.create_task(self.relay.run(self._stop), name="relay"))
         if self.settings.consumers_enabled:
             for spec in self.consumers:
-                consumer = EventConsumer(
-                    self.app,
-                    spec,
-                    js,
-                    service=name,
-                    batch_size=self.settings.consumer_batch,
-                    max_payload=self.nats.max_payload,
-                    stuck_after=self.settings.stuck_seconds,
-                    metrics=self.metrics,
-                )
-                self.running_consumers.append(consumer)
-                self._tasks.append(asyncio.create_task(consumer.run(self._stop)))
+                for partition in self.settings.assigned_partitions:
+                    consumer = EventConsumer(
+                        self.app,
+                        spec,
+                        js,
+                        service=name,
+                        partition=partition,
+                        partitions=self.settings.partitions,
+                        batch_size=self.settings.consumer_batch,
+                        max_payload=self.nats.max_payload,
+                        stuck_after=self.settings.stuck_seconds,
+                        metrics=self.metrics,
+                    )
+                    self.running_consumers.append(consumer)
+                    self._tasks.append(asyncio.create_task(consumer.run(self._stop)))
             for worker in self.workers:
                 self._tasks.append(asyncio.create_task(worker(js, self._stop)))
         log.info("service started", extra={"nats": self.settings.nats_url})
@@ -155,7 +159,7 @@ class ServiceRuntime:
         return None
 
     async def relay_ready(self) -> str | None:
-        if self.relay is None or not self.settings.relay_enabled:
+        if self.relay is None or not self.settings.runs_relay:
             return None
         return self.relay.problem()
 

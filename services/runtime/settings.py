@@ -66,6 +66,21 @@ class ServiceSettings(BaseSettings):
         description="The bus's max_payload (bytes): no request may record an event whose "
         "message would exceed it. The server's own setting must be at least this.",
     )
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        validation_alias=AliasChoices("CERTIBLOC_PARTITIONS", "partitions"),
+        description="Partitions of every stream (lanes applied independently), the same for "
+        "every service and fixed for a deployment's life.",
+    )
+    replica_index: int = Field(
+        default=0,
+        ge=0,
+        description="This process's index among the service's consumer replicas: it applies "
+        "the partitions p with p % replica_count == replica_index.",
+    )
+    replica_count: int = Field(default=1, ge=1, le=256)
     nats_stream_replicas: int = Field(
         default=1,
         ge=1,
@@ -79,8 +94,11 @@ class ServiceSettings(BaseSettings):
     port: int = 8100
     workers: int = Field(default=1, ge=1, le=16, description="uvicorn worker processes")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    relay_enabled: bool = Field(
-        default=True, description="Run the outbox relay in this process (off: another does)."
+    relay_enabled: bool | None = Field(
+        default=None,
+        description="Run the outbox relay in this process (off: another does). Unset: the "
+        "replica of index 0 runs it, the others do not (one relay per store: it keeps the "
+        "chain of every partition).",
     )
     consumers_enabled: bool = Field(
         default=True, description="Run the JetStream consumers in this process."
@@ -95,6 +113,17 @@ class ServiceSettings(BaseSettings):
         "refuses does at once.",
     )
     consumer_batch: int = Field(default=500, ge=1, description="Messages fetched at once.")
+
+    @property
+    def runs_relay(self) -> bool:
+        return self.replica_index == 0 if self.relay_enabled is None else self.relay_enabled
+
+    @property
+    def assigned_partitions(self) -> list[int]:
+        """The partitions this replica's consumers apply (static assignment)."""
+        if self.replica_index >= self.replica_count:
+            raise ValueError("replica_index must be below replica_count")
+        return [p for p in range(self.partitions) if p % self.replica_count == self.replica_index]
 
     @property
     def nats_seed_file(self) -> Path:

@@ -124,6 +124,16 @@ class ServiceApplication(Application[UUID]):
                     self._cache.popitem(last=False)
         self._fire_saved()
 
+    def record_positions(self, trackings: Sequence[Tracking]) -> None:
+        """Several tracking records in one transaction (a relay's position and the last one
+        of each partition it published to): all of them, or none. eventsourcing writes one
+        per call; its recorders' ``_insert_tracking`` (SQLite and PostgreSQL alike) writes
+        one within a transaction of ours."""
+        recorder: Any = self.process_recorder
+        with recorder.datastore.transaction(commit=True) as cursor:
+            for tracking in trackings:
+                recorder._insert_tracking(cursor, tracking)
+
     def get_in(self, unit: ProcessingEvent[UUID], aggregate_id: UUID, cls: type[A]) -> A | None:
         """The aggregate as this unit of work sees it (its pending changes included).
 
