@@ -9,12 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from contracts import registry_v1 as v1
 from contracts.envelope import CloudEvent
 from contracts.referential import Certification, load_certification
+from contracts.subjects import candidate_key, partition_of
 from services.attestations.domain import credential as vc
 from services.attestations.domain.aggregates import (
+    MAX_STATUS_LIST,
     STATUS_LIST_SIZE,
     Attestation,
     Holder,
@@ -44,6 +47,9 @@ class Links:
 
 class AttestationsApp(ServiceApplication):
     name = "Attestations"
+    # Read by every decision (the holder) and every batch (its partition's allocator, whose
+    # history grows by one event per batch): kept between units instead of replayed.
+    cached_types = (Holder, StatusAllocator)
 
     def __init__(
         self,
@@ -52,8 +58,10 @@ class AttestationsApp(ServiceApplication):
         issuer: vc.IssuerProfile,
         links: Links,
         signing_key: Callable[[], SigningKey],
+        partitions: int = 1,
     ) -> None:
         super().__init__(env)
+        self.partitions = partitions
         self.issuer = issuer
         self.links = links
         self.signing_key = signing_key
@@ -67,10 +75,7 @@ class AttestationsApp(ServiceApplication):
         table = (
             HandlerTable("registry")
             .on(v1.CandidateRegistered, self._on_registered)
-            .on(v1.BlocValidated, self._on_bloc_validated)
-            .on(v1.CertificationAwarded, self._on_awarded)
-            .on(v1.BlocValidationWithdrawn, self._on_bloc_withdrawn)
-            .on(v1.CertificationAwardWithdrawn, self._on_award_withdrawn)
+            .on(v1.DecisionRecorded, self._on_decision)
         )
         return centers.handle_key_events(self, table)
 
@@ -90,36 +95,45 @@ class AttestationsApp(ServiceApplication):
         )
         self.stage(unit, holder)
 
-    def _on_bloc_validated(self, data: v1.BlocValidated, event: CloudEvent, unit: Unit) -> None:
+    def _on_decision(self, data: v1.DecisionRecorded, event: CloudEvent, unit: Unit) -> None:
+        """One candidate's decision, as one unit: revoke what it withdrew, issue what it gave
+        (bloc attestations where the referential's policy grants them, the certification's
+        when awarded), and record it all on the holder as one event, published as one
+        attestations-recorded."""
         cert = _certification(data.certification)
-        if not cert.grants_bloc_attestations(data.access_route):
-            return
         holder = self._holder(unit, data.exam_center, data.candidate_number)
-        achievement = bloc_achievement(data.certification, data.bloc)
-        self._issue(unit, holder, achievement, data.validation_id, event.time)
-
-    def _on_awarded(self, data: v1.CertificationAwarded, event: CloudEvent, unit: Unit) -> None:
-        _certification(data.certification)
-        holder = self._holder(unit, data.exam_center, data.candidate_number)
-        achievement = certification_achievement(data.certification)
-        self._issue(unit, holder, achievement, data.award_id, event.time)
-
-    def _on_bloc_withdrawn(
-        self, data: v1.BlocValidationWithdrawn, _: CloudEvent, unit: Unit
-    ) -> None:
-        holder = self._holder(unit, data.exam_center, data.candidate_number)
-        self._revoke(unit, holder, data.validation_id, data.reason)
-
-    def _on_award_withdrawn(
-        self, data: v1.CertificationAwardWithdrawn, _: CloudEvent, unit: Unit
-    ) -> None:
-        holder = self._holder(unit, data.exam_center, data.candidate_number)
-        self._revoke(unit, holder, data.award_id, data.reason)
+        reason = data.reason or "décision du jury modifiée"
+        revoked = [
+            r
+            for source_id in (
+                *(w.validation_id for w in data.withdrawn),
+                *([data.award_withdrawn] if data.award_withdrawn else []),
+            )
+            if (r := self._revoke(unit, holder, source_id, reason)) is not None
+        ]
+        issued: list[dict[str, Any]] = []
+        if cert.grants_bloc_attestations(data.access_route):
+            for bloc in data.validated:
+                achievement = bloc_achievement(data.certification, bloc.bloc)
+                self._issue(unit, holder, achievement, bloc.validation_id, event.time, issued)
+        if data.award is not None:
+            achievement = certification_achievement(data.certification)
+            self._issue(unit, holder, achievement, data.award.award_id, event.time, issued)
+        if issued or revoked:
+            holder.attest_decision(
+                decision_id=data.decision_id,
+                decision=data.decision,
+                decided_on=data.decided_on.isoformat(),
+                issued=issued,
+                revoked=revoked,
+                at=datetime.now(UTC).isoformat(),
+            )
+            self.stage(unit, holder)
 
     def before_commit(self, unit: Unit) -> None:
-        """Write what was accumulated over the batch: one event per holder and allocator."""
+        """Write the status-list positions reserved over the batch: one event per allocator."""
         for aggregate in unit.aggregates.values():
-            if isinstance(aggregate, Holder | StatusAllocator):
+            if isinstance(aggregate, StatusAllocator):
                 aggregate.flush()
 
     def _find_holder(self, unit: Unit | None, exam_center: str, number: str) -> Holder | None:
@@ -149,12 +163,13 @@ class AttestationsApp(ServiceApplication):
         achievement: vc.AchievementInfo,
         source_id: str,
         at: datetime,
+        issued_so_far: list[dict[str, Any]],
     ) -> None:
+        """Sign one attestation (stored as its own event, verifiable on its own id) and add
+        what the holder's decision event records of it to ``issued_so_far``."""
         if holder.attested(source_id) is not None:
             return
-        allocator = self.get_in(unit, StatusAllocator.ID, StatusAllocator)
-        if allocator is None:
-            allocator = StatusAllocator(list_size=STATUS_LIST_SIZE)
+        allocator = self._allocator(unit, holder)
         list_number, index = allocator.reserve()
         public_id = Attestation.new_public_id()  # 128 random bits
         key = self.signing_key()
@@ -172,7 +187,7 @@ class AttestationsApp(ServiceApplication):
             status=vc.StatusEntry(list_url=self.links.status_list(list_number), index=index),
         )
         previous = holder.latest_for(achievement.kind, achievement.code)
-        issued = Attestation.issued(
+        attestation = Attestation.issued(
             public_id=public_id,
             kind=achievement.kind,
             code=achievement.code,
@@ -188,28 +203,61 @@ class AttestationsApp(ServiceApplication):
             credential=sign(credential, key),
             issued_at=at.isoformat(),
         )
-        holder.note(source_id, public_id, achievement.kind, achievement.code)
-        unit.events.append(issued)
-        self.stage(unit, holder, allocator)
+        unit.events.append(attestation)
+        self.stage(unit, allocator)
+        replaces = None
         if previous is not None:
             replaced = self.get_in(unit, Attestation.create_id(previous), Attestation)
             if replaced is not None and replaced.revoked_at is not None:
                 replaced.supersede(by=public_id)
                 self.stage(unit, replaced)
+                replaces = previous
+        issued_so_far.append(
+            {
+                "public_id": public_id,
+                "kind": achievement.kind,
+                "code": achievement.code,
+                "title": achievement.title,
+                "source_id": source_id,
+                "replaces": replaces,
+            }
+        )
 
-    def _revoke(self, unit: Unit, holder: Holder, source_id: str, reason: str) -> None:
+    def _revoke(
+        self, unit: Unit, holder: Holder, source_id: str, reason: str
+    ) -> dict[str, Any] | None:
+        """Revoke what ``source_id`` issued; what the decision event records of it, or None
+        when nothing was issued for it (the policy did not cover this candidate) or it was
+        revoked already."""
         public_id = holder.attested(source_id)
         if public_id is None:
-            return  # nothing was issued for it (the policy did not cover this candidate)
+            return None
         attestation = self.get_in(unit, Attestation.create_id(public_id), Attestation)
         assert attestation is not None
         if not attestation.revoke(reason=reason, at=datetime.now(UTC).isoformat()):
-            return
+            return None
         status = self.get_in(unit, StatusList.create_id(attestation.status_list), StatusList)
         if status is None:
             status = StatusList(number=attestation.status_list, size=STATUS_LIST_SIZE)
         status.revoke(index=attestation.status_index)
         self.stage(unit, attestation, status)
+        return {
+            "public_id": public_id,
+            "kind": attestation.kind,
+            "code": attestation.code,
+            "title": attestation.title,
+            "reason": reason,
+        }
+
+    def _allocator(self, unit: Unit, holder: Holder) -> StatusAllocator:
+        """The status-list allocator of the holder's partition: partitions are applied side by
+        side (by several replicas), so none shares an allocator with another."""
+        key = candidate_key(holder.exam_center, holder.candidate_number)
+        partition = partition_of(key, self.partitions)
+        allocator = self.get_in(unit, StatusAllocator.create_id(partition), StatusAllocator)
+        if allocator is None:
+            allocator = StatusAllocator(list_size=STATUS_LIST_SIZE, partition=partition)
+        return allocator
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -248,8 +296,11 @@ class AttestationsApp(ServiceApplication):
 
     def status_list_credential(self, number: int) -> str | None:
         """The signed Bitstring Status List credential; re-signed only when it changed."""
-        allocator = self.get_optional(StatusAllocator.ID, StatusAllocator)
-        if allocator is None or not 1 <= number <= allocator.next_index // STATUS_LIST_SIZE + 1:
+        if not 1 <= number <= MAX_STATUS_LIST:
+            return None
+        partition, nth = StatusAllocator.list_owner(number)
+        allocator = self.get_optional(StatusAllocator.create_id(partition), StatusAllocator)
+        if allocator is None or nth > allocator.next_index // STATUS_LIST_SIZE:
             return None
         status = self.get_optional(StatusList.create_id(number), StatusList)
         version = status.version if status is not None else 0

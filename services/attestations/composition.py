@@ -62,6 +62,7 @@ def build_attestations(settings: AttestationsSettings) -> tuple[AttestationsApp,
         issuer=issuer_profile(base, load_certification(CERTIFICATION)),
         links=Links(base),
         signing_key=keys,
+        partitions=settings.partitions,
     )
     return app, keys
 

@@ -1,57 +1,68 @@
-"""Domain events of the attestations service -> published contract events."""
+"""Domain events of the attestations service -> published contract events.
+
+One ``Holder.DecisionAttested`` (what one registry decision issued and revoked for one
+candidate) is one ``attestations-recorded``, in the candidate's partition. The attestations'
+own events (issued, revoked, superseded) are the service's records, not published.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from contracts import attestations_v1 as v1
 from contracts.referential import load_certification
-from services.attestations.domain.aggregates import Attestation
+from contracts.subjects import candidate_key
+from services.attestations.domain.aggregates import Holder
 from services.runtime.outbox import Outgoing, contract
 
 
 def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[Outgoing]]:
     def translate(domain_event: object) -> Sequence[Outgoing]:
+        if not isinstance(domain_event, Holder.DecisionAttested):
+            return []
         e: Any = domain_event
-        if isinstance(domain_event, Attestation.Issued):
-            issued = contract(
-                v1.AttestationIssued,
-                attestation_id=e.public_id,
-                kind=e.kind,
-                code=e.code,
-                title=e.title,
-                certification=e.certification,
-                certification_title=load_certification(e.certification).title,
-                candidate_number=e.candidate_number,
-                exam_center=e.exam_center,
-                holder_given_names=e.holder["given_names"],
-                holder_family_name=e.holder["family_name"],
-                issued_at=datetime.fromisoformat(e.issued_at),
-                verify_url=verify_url(e.public_id),
-                source_id=e.source_id,
-            )
-            return [Outgoing(issued, issued.event_type(), e.candidate_number)]
-        if isinstance(domain_event, Attestation.Revoked):
-            certification = getattr(e, "certification", None)
-            revoked = contract(
-                v1.AttestationRevoked,
-                attestation_id=e.public_id,
-                kind=e.kind,
-                code=e.code,
-                title=getattr(e, "title", None),
-                certification=certification,
-                certification_title=load_certification(certification).title
-                if certification
-                else None,
-                candidate_number=e.candidate_number,
-                exam_center=e.exam_center,
-                revoked_at=datetime.fromisoformat(e.at),
-                reason=e.reason,
-                verify_url=verify_url(e.public_id),
-            )
-            return [Outgoing(revoked, revoked.event_type(), e.candidate_number)]
-        return []
+        certification = load_certification(e.certification)
+        recorded = contract(
+            v1.AttestationsRecorded,
+            decision_id=e.decision_id,
+            decision=e.decision,
+            decided_on=date.fromisoformat(e.decided_on),
+            candidate_number=e.candidate_number,
+            exam_center=e.exam_center,
+            certification=certification.code,
+            certification_title=certification.title,
+            holder_given_names=e.given_names,
+            holder_family_name=e.family_name,
+            issued=[
+                contract(
+                    v1.IssuedAttestation,
+                    attestation_id=a["public_id"],
+                    kind=a["kind"],
+                    code=a["code"],
+                    title=a["title"],
+                    verify_url=verify_url(a["public_id"]),
+                    source_id=a["source_id"],
+                    replaces=a.get("replaces"),
+                )
+                for a in e.issued
+            ],
+            revoked=[
+                contract(
+                    v1.RevokedAttestation,
+                    attestation_id=a["public_id"],
+                    kind=a["kind"],
+                    code=a["code"],
+                    title=a["title"],
+                    verify_url=verify_url(a["public_id"]),
+                    reason=a["reason"],
+                )
+                for a in e.revoked
+            ],
+            recorded_at=datetime.fromisoformat(e.at),
+        )
+        key = candidate_key(e.exam_center, e.candidate_number)
+        return [Outgoing(recorded, recorded.event_type(), e.candidate_number, key)]
 
     return translate

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from services.notifications.application import NotificationsApp, view
-from services.notifications.dispatcher import Dispatcher
 from services.notifications.webhooks import validate_url
 from services.runtime.auth import bearer_center
 from services.runtime.problems import NotFound, Unprocessable
@@ -79,11 +78,8 @@ def list_notifications(
     tags=["notifications"],
     summary="Les envois abandonnés du centre (à rejouer)",
 )
-def failed_notifications(request: Request, app: App, center: Center) -> dict[str, Any]:
-    dispatcher: Dispatcher | None = request.app.state.dispatcher
-    keys = dispatcher.failed_for(center) if dispatcher else []
-    found = [app.notification(k) for k in keys]
-    return {"notifications": [view(n) for n in found if n is not None]}
+def failed_notifications(app: App, center: Center) -> dict[str, Any]:
+    return {"notifications": [view(n) for n in app.given_up(center)]}
 
 
 @router.post(

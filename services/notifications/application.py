@@ -4,11 +4,19 @@ the upstream position; the dispatcher sends them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import base64
+import hashlib
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
-from contracts.attestations_v1 import AttestationIssued, AttestationRevoked
+from eventsourcing.utils import get_topic
+
+from contracts.attestations_v1 import AttestationsRecorded, IssuedAttestation, RevokedAttestation
 from contracts.envelope import CloudEvent
 from contracts.referential import load_certification
 from contracts.registry_v1 import CandidateRegistered
@@ -44,6 +52,7 @@ class NotificationsApp(ServiceApplication):
         self.download_secret = download_secret
         self.sender = sender
         self.mail_domain = mail_domain
+        self._given_up = GivenUp(self)
 
     # --- consuming ---------------------------------------------------------------------------
 
@@ -52,11 +61,7 @@ class NotificationsApp(ServiceApplication):
         return centers.handle_key_events(self, table)
 
     def attestations_handlers(self) -> HandlerTable:
-        return (
-            HandlerTable("attestations")
-            .on(AttestationIssued, self._on_issued)
-            .on(AttestationRevoked, self._on_revoked)
-        )
+        return HandlerTable("attestations").on(AttestationsRecorded, self._on_recorded)
 
     def recipient(self, unit: Unit | None, exam_center: str, number: str) -> Recipient | None:
         return self.find_owned(
@@ -79,45 +84,102 @@ class NotificationsApp(ServiceApplication):
         )
         self.stage(unit, recipient)
 
-    def _on_issued(self, data: AttestationIssued, event: CloudEvent, unit: Unit) -> None:
+    def _on_recorded(self, data: AttestationsRecorded, event: CloudEvent, unit: Unit) -> None:
+        """One candidate's decision: one e-mail listing what it issued (with personal
+        download links), one listing what it revoked, and one webhook to the center with
+        both."""
         recipient = self._recipient_of(unit, data.exam_center, data.candidate_number)
         token = tokens.mint(
             self.download_secret,
             tokens.holder_subject(recipient.exam_center, recipient.candidate_number),
             DOWNLOAD_LINK_TTL,
         )
-        base = f"{self.attestations_url}/v1/attestations/{data.attestation_id}"
+        decision_key = _decision_key(data)
         mail = {
-            "event": "issued",
-            "kind": data.kind,
-            "code": data.code,
-            "title": data.title,
             "certification": data.certification,
-            "certification_title": data.certification_title
-            or certification_title(data.certification),
-            "verify_url": data.verify_url,
+            "certification_title": data.certification_title,
+            "decided_on": data.decided_on.isoformat(),
+            "to_address": recipient.email,
+            "holder_name": recipient.display_name,
+            "links_expire_on": _links_expire_on(),
+        }
+        if data.issued:
+            items = [self._issued_item(a, token) for a in _in_order(data.issued)]
+            self._queue_mail(
+                unit, recipient, data, f"mail:{decision_key}:issued", "issued", mail, items
+            )
+        if data.revoked:
+            items = [
+                {
+                    "kind": a.kind,
+                    "code": a.code,
+                    "title": a.title,
+                    "verify_url": a.verify_url,
+                    "reason": a.reason,
+                }
+                for a in _in_order(data.revoked)
+            ]
+            self._queue_mail(
+                unit, recipient, data, f"mail:{decision_key}:revoked", "revoked", mail, items
+            )
+        hook_key = f"hook:{decision_key}"
+        if self._has_webhook(unit, recipient.exam_center) and not recipient.knows(hook_key):
+            hook = Notification(
+                delivery_key=hook_key,
+                channel="webhook",
+                candidate_number=recipient.candidate_number,
+                exam_center=recipient.exam_center,
+                attestation_id="",
+                payload={
+                    "type": event.type,
+                    "timestamp": _now(),
+                    "data": data.model_dump(mode="json"),
+                },
+                queued_at=_now(),
+                traceparent=tracing.current_traceparent(),
+                decision_id=data.decision_id,
+                attestation_ids=_ids(data),
+            )
+            recipient.note(hook_key)
+            self.stage(unit, hook, recipient)
+
+    def _issued_item(self, a: IssuedAttestation, token: str) -> dict[str, Any]:
+        base = f"{self.attestations_url}/v1/attestations/{a.attestation_id}"
+        return {
+            "kind": a.kind,
+            "code": a.code,
+            "title": a.title,
+            "verify_url": a.verify_url,
             "download_url": f"{base}/pdf?token={token}",
             "credential_url": f"{base}/credential?token={token}",
-            "reason": None,
         }
-        self._queue(unit, recipient, data.attestation_id, "issued", mail, event, data)
 
-    def _on_revoked(self, data: AttestationRevoked, event: CloudEvent, unit: Unit) -> None:
-        recipient = self._recipient_of(unit, data.exam_center, data.candidate_number)
-        mail = {
-            "event": "revoked",
-            "kind": data.kind,
-            "code": data.code,
-            "title": data.title or data.code,
-            "certification": data.certification or "",
-            "certification_title": data.certification_title
-            or certification_title(data.certification or ""),
-            "verify_url": data.verify_url,
-            "download_url": None,
-            "credential_url": None,
-            "reason": data.reason,
-        }
-        self._queue(unit, recipient, data.attestation_id, "revoked", mail, event, data)
+    def _queue_mail(
+        self,
+        unit: Unit,
+        recipient: Recipient,
+        data: AttestationsRecorded,
+        key: str,
+        what: str,
+        mail: dict[str, Any],
+        items: list[dict[str, Any]],
+    ) -> None:
+        if recipient.knows(key):
+            return
+        notification = Notification(
+            delivery_key=key,
+            channel="email",
+            candidate_number=recipient.candidate_number,
+            exam_center=recipient.exam_center,
+            attestation_id="",
+            payload={**mail, "event": what, "items": items},
+            queued_at=_now(),
+            traceparent=tracing.current_traceparent(),
+            decision_id=data.decision_id,
+            attestation_ids=_ids(data),
+        )
+        recipient.note(key)
+        self.stage(unit, notification, recipient)
 
     def _recipient_of(self, unit: Unit, exam_center: str, number: str) -> Recipient:
         recipient = self.recipient(unit, exam_center, number)
@@ -125,55 +187,6 @@ class NotificationsApp(ServiceApplication):
             # Another stream: the registry's consumer may not have caught up yet. Retried.
             raise UnknownRecipient(f"{exam_center}/{number}")
         return recipient
-
-    def _queue(
-        self,
-        unit: Unit,
-        recipient: Recipient,
-        attestation_id: str,
-        what: str,
-        mail: dict[str, Any],
-        event: CloudEvent,
-        data: AttestationIssued | AttestationRevoked,
-    ) -> None:
-        """Queue the e-mail to the candidate and, if the center has one, the webhook."""
-        now = _now()
-        mail_key = f"mail:{attestation_id}:{what}"
-        if not recipient.knows(mail_key):
-            notification = Notification(
-                delivery_key=mail_key,
-                channel="email",
-                candidate_number=recipient.candidate_number,
-                exam_center=recipient.exam_center,
-                attestation_id=attestation_id,
-                payload={
-                    **mail,
-                    "to_address": recipient.email,
-                    "holder_name": recipient.display_name,
-                },
-                queued_at=now,
-                traceparent=tracing.current_traceparent(),
-            )
-            recipient.note(mail_key)
-            self.stage(unit, notification, recipient)
-        hook_key = f"hook:{attestation_id}:{what}"
-        if self._has_webhook(unit, recipient.exam_center) and not recipient.knows(hook_key):
-            hook = Notification(
-                delivery_key=hook_key,
-                channel="webhook",
-                candidate_number=recipient.candidate_number,
-                exam_center=recipient.exam_center,
-                attestation_id=attestation_id,
-                payload={
-                    "type": event.type,
-                    "timestamp": now,
-                    "data": data.model_dump(mode="json"),
-                },
-                queued_at=now,
-                traceparent=tracing.current_traceparent(),
-            )
-            recipient.note(hook_key)
-            self.stage(unit, hook, recipient)
 
     def _has_webhook(self, unit: Unit, exam_center: str) -> bool:
         # Looked up once per center and batch: centers change their webhook rarely.
@@ -230,9 +243,81 @@ class NotificationsApp(ServiceApplication):
     def authenticate_center(self, key: str) -> str | None:
         return centers.authenticate(self, key)
 
+    def given_up(self, exam_center: str) -> list[Notification]:
+        """The center's deliveries given up (to replay), from the store: whichever process
+        asks, with or without a dispatcher of its own."""
+        found = [self.notification(key) for key in self._given_up.of(exam_center)]
+        return [n for n in found if n is not None and n.state == "gave_up"]
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+class GivenUp:
+    """Which deliveries were given up, by center: a read model kept from the service's own
+    log (a give-up adds its key, a replay removes it), read incrementally, and only those two
+    kinds of event (rare), by their topic."""
+
+    TOPICS = (get_topic(Notification.GaveUp), get_topic(Notification.Replayed))
+    BATCH = 1000
+
+    def __init__(self, app: ServiceApplication) -> None:
+        self.app = app
+        self._cursor = 0
+        self._keys: dict[UUID, tuple[str, str]] = {}  # aggregate id -> (center, delivery key)
+        self._lock = threading.Lock()
+
+    def of(self, exam_center: str) -> list[str]:
+        with self._lock:
+            self._refresh()
+            return sorted(key for center, key in self._keys.values() if center == exam_center)
+
+    def _refresh(self) -> None:
+        recorder = self.app.process_recorder
+        until = recorder.max_notification_id() or 0
+        while self._cursor < until:
+            batch = recorder.select_notifications(
+                start=self._cursor,
+                limit=self.BATCH,
+                stop=until,
+                topics=self.TOPICS,
+                inclusive_of_start=False,
+            )
+            for stored in batch:
+                e = self.app.mapper.to_domain_event(stored)
+                facts: Any = e  # attributes made by eventsourcing at run time
+                if isinstance(e, Notification.GaveUp):
+                    self._keys[e.originator_id] = (facts.exam_center, facts.delivery_key)
+                else:  # replayed: it is queued again
+                    self._keys.pop(e.originator_id, None)
+            self._cursor = batch[-1].id if len(batch) == self.BATCH else until
+
+
+Attested = TypeVar("Attested", IssuedAttestation, RevokedAttestation)
+
+
+def _in_order(attestations: Sequence[Attested]) -> list[Attested]:
+    """Blocs in code order, then the certification: how a reader expects the list."""
+    return sorted(attestations, key=lambda a: (a.kind == "certification", a.code))
+
+
+def _decision_key(data: AttestationsRecorded) -> str:
+    """Short and stable (it is the e-mail's Message-ID and the webhook-id, and goes in a
+    header): 128 bits of the decision and the candidate it is about."""
+    about = f"{data.decision_id}\n{data.exam_center}\n{data.candidate_number}"
+    digest = hashlib.sha256(about.encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _links_expire_on() -> str:
+    """The day the personal links minted now stop working, in France."""
+    expires = datetime.now(UTC) + timedelta(seconds=DOWNLOAD_LINK_TTL)
+    return expires.astimezone(ZoneInfo("Europe/Paris")).date().isoformat()
+
+
+def _ids(data: AttestationsRecorded) -> list[str]:
+    return [a.attestation_id for a in data.issued] + [a.attestation_id for a in data.revoked]
 
 
 @cache
@@ -250,7 +335,8 @@ def view(n: Notification) -> dict[str, Any]:
         "delivery_key": n.delivery_key,
         "channel": n.channel,
         "candidate_number": n.candidate_number,
-        "attestation_id": n.attestation_id,
+        "decision_id": n.decision_id,
+        "attestation_ids": n.attestation_ids,
         "event": n.payload.get("event") or n.payload.get("type"),
         "state": n.state,
         "attempts": n.attempts,

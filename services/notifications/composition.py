@@ -71,6 +71,7 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 claim_timeout=settings.claim_timeout,
                 max_attempts=settings.max_attempts,
                 backoff_base=settings.backoff_base,
+                webhook_timeout=settings.webhook_timeout,
                 worker=f"{os.uname().nodename}:{os.getpid()}",
             )
             http.state.dispatcher = dispatcher

@@ -19,7 +19,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -30,9 +30,14 @@ from eventsourcing.utils import get_topic
 
 from services.notifications.application import NotificationsApp, certification_title
 from services.notifications.domain import Notification
-from services.notifications.email import AttestationMail, render, template_environment
+from services.notifications.email import (
+    AttestationsMail,
+    MailItem,
+    render,
+    template_environment,
+)
 from services.notifications.smtp import SmtpDeliveryError, SmtpPool
-from services.notifications.webhooks import MAX_ATTEMPTS, backoff, deliver
+from services.notifications.webhooks import MAX_ATTEMPTS, Outcome, backoff, deliver
 from services.notifications.wire import sender_address
 from services.runtime import tracing
 
@@ -52,6 +57,7 @@ TOPICS = [
 
 
 PENDING = ("queued", "failed", "attempting")
+RETRY_AFTER_MAX = 3600.0  # a receiver's Retry-After is followed, up to an hour
 # Notifications kept in memory between their queueing and their sending: 100,000 queued at once
 # held ~400 MiB; past this many, the rest are read from the store when their turn comes.
 LIVE_LIMIT = 10_000
@@ -79,6 +85,7 @@ class Dispatcher:
         claim_timeout: float = 30.0,
         max_attempts: int = MAX_ATTEMPTS,
         backoff_base: float = 1.0,
+        webhook_timeout: float = 5.0,
         worker: str = "dispatcher",
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -90,6 +97,7 @@ class Dispatcher:
         self.claim_timeout = claim_timeout
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
+        self.webhook_timeout = webhook_timeout
         self.worker = worker
         self.clock = clock
         self.templates = template_environment()
@@ -104,7 +112,7 @@ class Dispatcher:
         # Per channel, (due, key) in a heap: the loop looks only at what is due.
         self._agenda: dict[str, list[tuple[float, str]]] = {"email": [], "webhook": []}
         self._busy = {"email": 0, "webhook": 0}
-        self._finished: list[tuple[Notification, tuple[bool, bool, str]]] = []
+        self._finished: list[tuple[Notification, Outcome]] = []
         self._rng = random.Random()  # noqa: S311 - jitter, not secrets
         self.sent_total = 0
 
@@ -318,7 +326,7 @@ class Dispatcher:
                 outcome = await self._send(notification)
         except Exception as error:
             log.exception("delivery failed unexpectedly", extra={"key": notification.delivery_key})
-            outcome = (False, True, f"erreur interne : {type(error).__name__}")
+            outcome = Outcome(False, True, None, f"erreur interne : {type(error).__name__}")
         self._finished.append((notification, outcome))
 
     async def _record_finished(self) -> int:
@@ -339,45 +347,78 @@ class Dispatcher:
                     self._schedule(key, entry)
         return len(batch)
 
-    async def _send(self, n: Notification) -> tuple[bool, bool, str]:
-        """(ok, retryable, detail)."""
+    async def _send(self, n: Notification) -> Outcome:
         if n.channel == "email":
-            payload = n.payload
-            mail = AttestationMail(
-                delivery_key=n.delivery_key,
-                event=payload["event"],
-                to_address=payload["to_address"],
-                holder_name=payload["holder_name"],
-                kind=payload["kind"],
-                code=payload["code"],
-                title=payload["title"],
-                # Queued before 2026-12: only the certification's code was kept.
-                certification_title=payload.get("certification_title")
-                or certification_title(payload.get("certification") or ""),
-                verify_url=payload["verify_url"],
-                download_url=payload.get("download_url"),
-                credential_url=payload.get("credential_url"),
-                reason=payload.get("reason"),
-                sender=self.app.sender,
-                domain=self.app.mail_domain,
-            )
             try:
-                message = render(mail, self.templates)
+                message = render(self._mail(n), self.templates)
             except ValueError as error:
                 # e.g. a non-ASCII local part (RFC 6531): our headers cannot carry it; sending
                 # again will not help, so it is given up and listed for the exam center.
-                return False, False, f"adresse ou contenu inutilisable dans un e-mail : {error}"
+                detail = f"adresse ou contenu inutilisable dans un e-mail : {error}"
+                return Outcome(False, False, None, detail)
             try:
                 await self.smtp.send(message)
             except SmtpDeliveryError as error:
-                return False, not error.permanent, error.detail
-            return True, False, "accepté par le serveur SMTP"
+                return Outcome(False, not error.permanent, None, error.detail)
+            return Outcome(True, False, None, "accepté par le serveur SMTP")
         webhook = await asyncio.to_thread(self.app.webhook, n.exam_center)
         if webhook is None:
-            return False, False, "aucun webhook enregistré pour ce centre"
+            return Outcome(False, False, None, "aucun webhook enregistré pour ce centre")
         body = orjson.dumps({"id": n.delivery_key, **n.payload})
-        outcome = await deliver(self.http, webhook.url, webhook.secret, n.delivery_key, body)
-        return outcome.ok, outcome.retryable, outcome.detail
+        return await deliver(
+            self.http,
+            webhook.url,
+            webhook.secret,
+            n.delivery_key,
+            body,
+            timeout=self.webhook_timeout,
+        )
+
+    def _mail(self, n: Notification) -> AttestationsMail:
+        """The e-mail a stored notification is: one decision's attestations, or (queued
+        before 2026-12) one attestation."""
+        payload = n.payload
+        if "items" in payload:
+            items = tuple(
+                MailItem(
+                    kind=item["kind"],
+                    code=item["code"],
+                    title=item["title"],
+                    verify_url=item["verify_url"],
+                    download_url=item.get("download_url"),
+                    credential_url=item.get("credential_url"),
+                    reason=item.get("reason"),
+                )
+                for item in payload["items"]
+            )
+        else:
+            items = (
+                MailItem(
+                    kind=payload["kind"],
+                    code=payload["code"],
+                    title=payload["title"],
+                    verify_url=payload["verify_url"],
+                    download_url=payload.get("download_url"),
+                    credential_url=payload.get("credential_url"),
+                    reason=payload.get("reason"),
+                ),
+            )
+        decided_on = payload.get("decided_on")
+        expire_on = payload.get("links_expire_on")
+        code = payload.get("certification") or ""
+        return AttestationsMail(
+            delivery_key=n.delivery_key,
+            event=payload["event"],
+            to_address=payload["to_address"],
+            holder_name=payload["holder_name"],
+            certification_title=payload.get("certification_title") or certification_title(code),
+            certification_code=code,
+            decided_on=date.fromisoformat(decided_on) if decided_on else None,
+            items=items,
+            sender=self.app.sender,
+            domain=self.app.mail_domain,
+            links_expire_on=date.fromisoformat(expire_on) if expire_on else None,
+        )
 
     @contextlib.contextmanager
     def _forgetting_on_error(self, keys: list[str]) -> Iterator[None]:
@@ -391,11 +432,11 @@ class Dispatcher:
                 self._live.pop(key, None)
             raise
 
-    def _record(self, batch: list[tuple[Notification, tuple[bool, bool, str]]]) -> None:
+    def _record(self, batch: list[tuple[Notification, Outcome]]) -> None:
         with self._forgetting_on_error([n.delivery_key for n, _ in batch]):
             self._record_outcomes(batch)
 
-    def _record_outcomes(self, batch: list[tuple[Notification, tuple[bool, bool, str]]]) -> None:
+    def _record_outcomes(self, batch: list[tuple[Notification, Outcome]]) -> None:
         now = self.clock()
         for notification, outcome in batch:
             self._apply_outcome(notification, outcome, now)
@@ -422,19 +463,18 @@ class Dispatcher:
                         "outcome not recorded: claimed again meanwhile",
                         extra={"delivery_key": notification.delivery_key},
                     )
-        self.sent_total += sum(1 for _, (ok, _r, _d) in batch if ok)
+        self.sent_total += sum(1 for _, outcome in batch if outcome.ok)
 
-    def _apply_outcome(
-        self, notification: Notification, outcome: tuple[bool, bool, str], now: float
-    ) -> None:
-        ok, retryable, detail = outcome
-        if ok:
-            notification.sent(at=_iso(now), detail=detail)
-        elif retryable and notification.attempts < self.max_attempts:
+    def _apply_outcome(self, notification: Notification, outcome: Outcome, now: float) -> None:
+        if outcome.ok:
+            notification.sent(at=_iso(now), detail=outcome.detail)
+        elif outcome.retryable and notification.attempts < self.max_attempts:
             delay = backoff(notification.attempts, base=self.backoff_base, rng=self._rng)
-            notification.failed(at=_iso(now), error=detail, retry_at=_iso(now + delay))
+            if outcome.retry_after is not None:  # the receiver said when: not sooner
+                delay = max(delay, min(outcome.retry_after, RETRY_AFTER_MAX))
+            notification.failed(at=_iso(now), error=outcome.detail, retry_at=_iso(now + delay))
         else:
-            notification.give_up(at=_iso(now), error=detail)
+            notification.give_up(at=_iso(now), error=outcome.detail)
 
 
 def _iso(epoch: float) -> str:

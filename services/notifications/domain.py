@@ -1,7 +1,8 @@
 """Aggregates of the notifications service.
 
 A ``Notification`` is one message to deliver (an e-mail to a candidate, a webhook to an exam
-center) under a stable delivery key. Its life: queued -> attempting (a claim, recorded before
+center) about one candidate's decision (every attestation it issued or revoked), under a
+stable delivery key. Its life: queued -> attempting (a claim, recorded before
 sending) -> sent | failed (retry later) | gave up; replay re-queues a failed one. Because the
 claim is an event with an expected version, two replicas can never both claim the same attempt,
 and the delivery key becomes the e-mail's Message-ID and the webhook-id, so a receiver can
@@ -41,12 +42,16 @@ class Notification(Aggregate):
         payload: dict[str, Any],
         queued_at: str,
         traceparent: str | None = None,
+        decision_id: str | None = None,  # since 2026-12; before, one per attestation
+        attestation_ids: list[str] | None = None,
     ) -> None:
         self.delivery_key = delivery_key
         self.channel = channel
         self.candidate_number = candidate_number
         self.exam_center = exam_center
         self.attestation_id = attestation_id
+        self.decision_id = decision_id or attestation_id
+        self.attestation_ids = attestation_ids or ([attestation_id] if attestation_id else [])
         self.payload = payload
         self.queued_at = queued_at
         self.state = "queued"
@@ -75,6 +80,8 @@ class Notification(Aggregate):
             "candidate_number": self.candidate_number,
             "exam_center": self.exam_center,
             "attestation_id": self.attestation_id,
+            "decision_id": self.decision_id,
+            "attestation_ids": self.attestation_ids,
         }
 
     def sent(self, at: str, detail: str) -> None:
@@ -91,6 +98,8 @@ class Notification(Aggregate):
         candidate_number: str,
         exam_center: str,
         attestation_id: str,
+        decision_id: str | None = None,
+        attestation_ids: list[str] | None = None,
     ) -> None:
         self.state = "sent"
         self.sent_at = at
@@ -111,6 +120,8 @@ class Notification(Aggregate):
         candidate_number: str,
         exam_center: str,
         attestation_id: str,
+        decision_id: str | None = None,
+        attestation_ids: list[str] | None = None,
     ) -> None:
         self.state = "failed"
         self.retry_at = retry_at
@@ -131,6 +142,8 @@ class Notification(Aggregate):
         candidate_number: str,
         exam_center: str,
         attestation_id: str,
+        decision_id: str | None = None,
+        attestation_ids: list[str] | None = None,
     ) -> None:
         self.state = "gave_up"
         self.last_error = error

@@ -1,16 +1,18 @@
 """The e-mails sent to candidates about their attestations, composed from template files.
 
-Each notification has a stable delivery key; the Message-ID is derived from it, so a message
-re-sent after a crash carries the same Message-ID and is recognisable as the same message.
-Templates live in ``templates/`` (package data): ``<name>.subject.txt``, ``<name>.txt`` and
-``<name>.html`` for ``attestation_issued`` and ``attestation_revoked``.
+One e-mail per candidate and registry decision: it lists every attestation the decision issued
+(``attestations_issued``) or, in another e-mail, every one it revoked (``attestations_revoked``).
+Each e-mail has a stable delivery key; the Message-ID is derived from it, so a message re-sent
+after a crash carries the same Message-ID and is recognisable as the same message. Templates
+live in ``templates/`` (package data): ``<name>.subject.txt``, ``<name>.txt`` and
+``<name>.html``; ``_attestations.txt`` and ``_attestations.html`` hold their shared phrases.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -26,21 +28,34 @@ MONTHS = (
     "juillet", "août", "septembre", "octobre", "novembre", "décembre",
 )  # fmt: skip
 
+ITEMS_MAX = 32  # what one decision may issue or revoke (contracts.attestations_v1)
+
 
 @dataclass(frozen=True)
-class AttestationMail:
-    delivery_key: str  # stable id of this notification, e.g. "mail:<attestation_id>:issued"
+class MailItem:
+    """One attestation an e-mail is about."""
+
+    kind: Literal["bloc", "certification"]
+    code: str  # RNCP code of the bloc or of the certification
+    title: str  # its title
+    verify_url: str  # public, does not expire
+    download_url: str | None = None  # personal PDF link, carrying a token (issued only)
+    credential_url: str | None = None  # personal verifiable-credential link (issued only)
+    reason: str | None = None  # why it was revoked (revoked only; may span several lines)
+
+
+@dataclass(frozen=True)
+class AttestationsMail:
+    """The e-mail about what one decision issued, or revoked, for one candidate."""
+
+    delivery_key: str  # stable id of this notification; the Message-ID derives from it
     event: Literal["issued", "revoked"]
     to_address: str
     holder_name: str
-    kind: Literal["bloc", "certification"]
-    code: str
-    title: str  # bloc or certification title
-    certification_title: str
-    verify_url: str
-    download_url: str | None  # personal link (PDF) carrying a token; None for "revoked"
-    credential_url: str | None
-    reason: str | None  # revocation reason
+    certification_title: str  # "BAC PRO - Assistance à la gestion des organisations et de …"
+    certification_code: str  # "RNCP40705"
+    decided_on: date | None  # the jury's decision date, if known
+    items: tuple[MailItem, ...]  # 1 to 32; listed blocs first in code order, the certification last
     sender: str  # "certibloc <no-reply@certibloc.localhost>"
     domain: str  # right-hand side of the Message-ID, e.g. "certibloc.localhost"
     links_expire_on: date | None = None  # when the personal links stop working, if known
@@ -74,6 +89,7 @@ def template_environment() -> jinja2.Environment:
 
 
 _BREAKS = re.compile(r"[ \t\r\n\f\v]+")  # ASCII white space only: no-break spaces stay
+_LINE_ENDS = re.compile(r"\r\n|\r")
 
 
 def _single_line(text: str) -> str:
@@ -84,6 +100,24 @@ def _one_line(value: str, what: str) -> str:
     if "\r" in value or "\n" in value:
         raise ValueError(f"{what} must fit on one line: {value!r}")
     return value
+
+
+def _listed(item: MailItem) -> MailItem:
+    """The item as the templates show it: a title, a code or a URL with a line break would
+    break the list's layout (and, in a subject, the header); a reason keeps its lines."""
+    return replace(
+        item,
+        code=_single_line(item.code),
+        title=_single_line(item.title),
+        verify_url=_single_line(item.verify_url),
+        download_url=None if item.download_url is None else _single_line(item.download_url),
+        credential_url=None if item.credential_url is None else _single_line(item.credential_url),
+        reason=None if item.reason is None else _LINE_ENDS.sub("\n", item.reason).strip(),
+    )
+
+
+def _order(item: MailItem) -> tuple[bool, str]:
+    return item.kind == "certification", item.code  # blocs in code order, the certification last
 
 
 @dataclass(frozen=True)
@@ -98,23 +132,34 @@ class _Rendered:
     boundary: str
 
 
-def _render(
-    mail: AttestationMail, templates: jinja2.Environment, now: datetime | None
-) -> _Rendered:
-    name = f"attestation_{mail.event}"
-    context: dict[str, Any] = {
+def _context(mail: AttestationsMail) -> dict[str, Any]:
+    if not 1 <= len(mail.items) <= ITEMS_MAX:
+        raise ValueError(f"an e-mail lists 1 to {ITEMS_MAX} attestations, not {len(mail.items)}")
+    items = sorted((_listed(item) for item in mail.items), key=_order)
+    reasons = {item.reason for item in items}
+    return {
         "event": mail.event,
-        "holder_name": mail.holder_name,
-        "kind": mail.kind,
-        "code": mail.code,
-        "title": mail.title,
-        "certification_title": mail.certification_title,
-        "verify_url": mail.verify_url,
-        "download_url": mail.download_url,
-        "credential_url": mail.credential_url,
-        "reason": mail.reason,
+        "holder_name": _single_line(mail.holder_name),
+        "certification_title": _single_line(mail.certification_title),
+        "certification_code": _single_line(mail.certification_code),
+        "decided_on": mail.decided_on,
+        "items": items,
+        "blocs": sum(item.kind == "bloc" for item in items),
+        "certifications": sum(item.kind == "certification" for item in items),
+        # Personal links in the whole e-mail: the note about them says "it" or "they".
+        "personal_links": sum(bool(i.download_url) + bool(i.credential_url) for i in items),
+        "both_links": all(item.download_url and item.credential_url for item in items),
+        # One revocation, or several for one reason (a correction): the reason is said once.
+        "common_reason": len(reasons) == 1,
         "links_expire_on": mail.links_expire_on,
     }
+
+
+def _render(
+    mail: AttestationsMail, templates: jinja2.Environment, now: datetime | None
+) -> _Rendered:
+    name = f"attestations_{mail.event}"
+    context = _context(mail)
     # A title or a name with a line break must not break the Subject header.
     subject = _single_line(templates.get_template(f"{name}.subject.txt").render(context))
     context["subject"] = subject
@@ -127,7 +172,7 @@ def _render(
         subject=subject,
         text=templates.get_template(f"{name}.txt").render(context),
         html=templates.get_template(f"{name}.html").render(context),
-        to_name=_single_line(mail.holder_name),
+        to_name=context["holder_name"],
         to_address=mail.to_address.strip(),
         date=format_datetime(now or datetime.now(UTC)),
         message_id=message_id(mail.delivery_key, _one_line(mail.domain, "domain")),
@@ -136,16 +181,17 @@ def _render(
 
 
 def compose(
-    mail: AttestationMail, templates: jinja2.Environment, *, now: datetime | None = None
+    mail: AttestationsMail, templates: jinja2.Environment, *, now: datetime | None = None
 ) -> EmailMessage:
     """The complete message: headers, a French text part and its HTML alternative (UTF-8).
 
-    Raises ValueError when the recipient address or the sender cannot be used in a header.
+    Raises ValueError when the recipient address or the sender cannot be used in a header, or
+    when the mail lists no attestation or more than ``ITEMS_MAX``.
     """
     return _message(mail, _render(mail, templates, now))
 
 
-def _message(mail: AttestationMail, r: _Rendered) -> EmailMessage:
+def _message(mail: AttestationsMail, r: _Rendered) -> EmailMessage:
     message = EmailMessage()
     message["From"] = mail.sender
     message["To"] = Address(display_name=r.to_name, addr_spec=r.to_address)
@@ -164,10 +210,12 @@ def _message(mail: AttestationMail, r: _Rendered) -> EmailMessage:
 
 
 def render(
-    mail: AttestationMail, templates: jinja2.Environment, *, now: datetime | None = None
+    mail: AttestationsMail, templates: jinja2.Environment, *, now: datetime | None = None
 ) -> WireMail | EmailMessage:
     """What the dispatcher sends: the bytes of ``compose()``'s message written directly (ten
-    times cheaper), or that message itself when an input needs the stdlib's encoding."""
+    times cheaper), or that message itself when an input needs the stdlib's encoding.
+
+    Raises ValueError as ``compose()`` does."""
     r = _render(mail, templates, now)
     wire = attestation_mail_bytes(
         sender=mail.sender,

@@ -1,6 +1,7 @@
 """Messages as they go over SMTP: bytes with CRLF line ends, folded and encoded headers.
 
-Two ways to get there, which give the same bytes (a test holds them to it):
+Two ways to get there, which give the same message (a test holds them to it: the same header
+lines, the same parts once decoded):
 
 - ``wire_bytes(message)`` serializes an ``EmailMessage`` with the stdlib generator plus shortcuts:
   short ASCII headers are written as they are, a non-ASCII Subject or single-address display
@@ -17,7 +18,7 @@ Two ways to get there, which give the same bytes (a test holds them to it):
 from __future__ import annotations
 
 import base64
-import email.quoprimime
+import binascii
 import functools
 import io
 import re
@@ -180,9 +181,12 @@ def _unstructured_line(name: str, value: str) -> str | None:
 
 
 def _qp_part(content_type: str, text: str, *, mime_version: bool) -> str:
-    # As EmailMessage.set_content(cte="quoted-printable") encodes: LF lines, then CRLF on the wire.
+    # LF lines, then CRLF on the wire. binascii's quoted-printable (C) rather than the stdlib
+    # generator's email.quoprimime (Python, ~1.3 ms for a 10-attestation e-mail's two parts,
+    # more than the rest of the writing): lines of at most 76 characters (RFC 2045), a lone
+    # "." line encoded; the same text once decoded (tests compare the parts read back).
     lines = text.encode("utf-8").splitlines()
-    body = email.quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), MAX_LINE)
+    body = binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True).decode("ascii")
     head = (
         f'Content-Type: {content_type}; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: quoted-printable\r\n"

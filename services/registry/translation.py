@@ -1,8 +1,10 @@
 """Domain events of the registry -> published contract events (``contracts.registry_v1``).
 
-The one place where internal events meet the wire. Key events travel as digests only.
-One stored event may yield several contract events (a candidate's results in a deliberation
-become one bloc-graded per line, one bloc-validated per bloc acquired, ...).
+The one place where internal events meet the wire. One stored event of a candidate's decision
+(its results in a PV, a VAE decision, a correction) is one ``decision-recorded``: the unit on
+the wire is the candidate's decision. Key events travel as digests only. Every event about a
+candidate goes to the partition of its (center, number); a center's key events to the
+center's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from contracts import registry_v1 as v1
 from contracts.referential import load_certification
+from contracts.subjects import candidate_key
 from services.registry.domain.candidate import Candidate
 from services.registry.domain.exam_center import ExamCenter
 from services.registry.domain.marks import parse_mark
@@ -32,178 +35,161 @@ def translate(domain_event: object) -> Sequence[Outgoing]:
             digest=e.digest,
             issued_at=datetime.fromisoformat(e.issued_at),
         )
-        return [_out(issued, e.uai)]
+        return [_out(issued, e.uai, e.uai)]
     if isinstance(domain_event, ExamCenter.KeyRevoked):
-        return [_out(contract(v1.ExamCenterKeyRevoked, exam_center=e.uai, key_id=e.key_id), e.uai)]
+        revoked = contract(v1.ExamCenterKeyRevoked, exam_center=e.uai, key_id=e.key_id)
+        return [_out(revoked, e.uai, e.uai)]
     if isinstance(domain_event, Candidate.Registered):
-        return [_registered(e)]
+        return [_candidate(e, _registered(e))]
     if isinstance(domain_event, Candidate.ResultsRecorded):
-        graded = [
-            _graded(e, line, deliberation_id=e.deliberation_id, deliberated_on=e.deliberated_on)
-            for line in e.lines
-        ]
-        return graded + _changes(e, e.deliberated_on)
-    if isinstance(domain_event, Candidate.VaeDecisionRecorded):
-        recorded = contract(
-            v1.VaeDecisionRecorded,
-            decision_id=e.decision_id,
-            candidate_number=e.candidate_number,
-            certification=e.certification,
-            decided_on=date.fromisoformat(e.decided_on),
-            decision=e.decision,
-            blocs=e.blocs,
-            exam_center=e.exam_center,
-            jury=contract(v1.Jury, **e.jury),
-        )
-        return [_out(recorded, e.candidate_number), *_changes(e, e.decided_on)]
-    if isinstance(domain_event, Candidate.ResultCorrected):
-        regraded = _graded(
+        decision = _decision(
             e,
-            e.line,
-            deliberation_id=e.line["deliberation_id"],
-            deliberated_on=e.line["deliberated_on"],
-            correction={"corrects": e.line["result_id"], "id": e.correction_id, "reason": e.reason},
+            decision_id=e.deliberation_id,
+            decision="deliberation",
+            route="exam",
+            decided_on=e.deliberated_on,
+            session=e.session,
+            graded=[_graded(line) for line in e.lines],
         )
-        return [regraded, *_changes(e, e.corrected_on)]
+        return [_candidate(e, decision)]
+    if isinstance(domain_event, Candidate.VaeDecisionRecorded):
+        decision = _decision(
+            e,
+            decision_id=e.decision_id,
+            decision="vae",
+            route="vae",
+            decided_on=e.decided_on,
+            session=None,
+            vae_decision=e.decision,
+        )
+        return [_candidate(e, decision)]
+    if isinstance(domain_event, Candidate.ResultCorrected):
+        line = e.line
+        decision = _decision(
+            e,
+            decision_id=e.correction_id,
+            decision="correction",
+            route="exam",
+            decided_on=line["deliberated_on"],
+            session=line["session"],
+            graded=[_graded(line, corrects=line["result_id"])],
+            corrects=line["deliberation_id"],
+            corrected_on=date.fromisoformat(e.corrected_on[:10]),
+            reason=e.reason,
+        )
+        return [_candidate(e, decision)]
     return []
 
 
-def _out(event: v1.RegistryEvent, subject: str) -> Outgoing:
-    return Outgoing(event=event, event_type=event.event_type(), subject=subject)
+def _out(event: v1.RegistryEvent, subject: str, key: str) -> Outgoing:
+    return Outgoing(event=event, event_type=event.event_type(), subject=subject, key=key)
 
 
-def _registered(e: Any) -> Outgoing:
-    return _out(
-        contract(
-            v1.CandidateRegistered,
-            candidate_number=e.candidate_number,
-            certification=e.certification,
-            exam_center=e.exam_center,
-            birth_name=e.birth_name,
-            usage_name=e.usage_name,
-            given_names=e.given_names,
-            email=e.email,
-            access_route=e.access_route,
-            candidate_group=e.candidate_group,
-            ine=e.ine,
-            registered_at=e.timestamp,
-        ),
-        e.candidate_number,
+def _candidate(e: Any, event: v1.RegistryEvent) -> Outgoing:
+    return _out(event, e.candidate_number, candidate_key(e.exam_center, e.candidate_number))
+
+
+def _registered(e: Any) -> v1.CandidateRegistered:
+    return contract(
+        v1.CandidateRegistered,
+        candidate_number=e.candidate_number,
+        certification=e.certification,
+        exam_center=e.exam_center,
+        birth_name=e.birth_name,
+        usage_name=e.usage_name,
+        given_names=e.given_names,
+        email=e.email,
+        access_route=e.access_route,
+        candidate_group=e.candidate_group,
+        ine=e.ine,
+        registered_at=e.timestamp,
     )
 
 
-def _graded(
-    e: Any,
-    line: dict[str, Any],
-    *,
-    deliberation_id: str,
-    deliberated_on: str,
-    correction: dict[str, str] | None = None,
-) -> Outgoing:
+def _graded(line: dict[str, Any], corrects: str | None = None) -> v1.GradedBloc:
     mark = parse_mark(line["mark"])
-    return _out(
-        contract(
-            v1.BlocGraded,
-            result_id=line["result_id"],
-            candidate_number=e.candidate_number,
-            certification=e.certification,
-            bloc=line["bloc"],
-            session=line["session"],
-            deliberation_id=deliberation_id,
-            deliberated_on=date.fromisoformat(deliberated_on),
-            exam_center=e.exam_center,
-            mark=mark.kind,
-            grade=None if mark.grade is None else format(mark.grade, "f"),
-            modality=line["modality"],
-            justification=line["justification"],
-            corrects=correction["corrects"] if correction else None,
-            correction_id=correction["id"] if correction else None,
-            reason=correction["reason"] if correction else None,
-        ),
-        e.candidate_number,
+    return contract(
+        v1.GradedBloc,
+        result_id=line["result_id"],
+        bloc=line["bloc"],
+        session=line["session"],
+        mark=mark.kind,
+        grade=None if mark.grade is None else format(mark.grade, "f"),
+        modality=line["modality"],
+        justification=line["justification"],
+        corrects=corrects,
     )
 
 
-def _changes(e: Any, on: str) -> list[Outgoing]:
-    """Withdrawals first, then acquisitions, then the diploma: the order a reader expects."""
+def _decision(
+    e: Any,
+    *,
+    decision_id: str,
+    decision: str,
+    route: str,
+    decided_on: str,
+    session: str | None,
+    graded: Sequence[v1.GradedBloc] = (),
+    **extra: Any,
+) -> v1.DecisionRecorded:
+    """Everything ``e`` changed for its candidate: withdrawals, acquisitions, the award."""
     cert = load_certification(e.certification)
-    out: list[Outgoing] = []
-    day = date.fromisoformat(on[:10])
-    for gone in e.withdrawn:
-        out.append(
-            _out(
-                contract(
-                    v1.BlocValidationWithdrawn,
-                    validation_id=gone["validation_id"],
-                    candidate_number=e.candidate_number,
-                    certification=e.certification,
-                    bloc=gone["bloc"],
-                    withdrawn_on=day,
-                    correction_id=getattr(e, "correction_id", ""),
-                    corrects=gone["result_id"] or "",
-                    reason=getattr(e, "reason", "") or REPLACED,
-                    exam_center=e.exam_center,
-                ),
-                e.candidate_number,
-            )
-        )
+    validated = []
     for new in e.validated:
         bloc = cert.bloc(new["bloc"])
-        out.append(
-            _out(
-                contract(
-                    v1.BlocValidated,
-                    validation_id=new["validation_id"],
-                    candidate_number=e.candidate_number,
-                    certification=e.certification,
-                    bloc=new["bloc"],
-                    optional=bool(bloc and bloc.optional),
-                    via=new["via"],
-                    grade=new["grade"],
-                    session=new["session"],
-                    validated_on=date.fromisoformat(new["validated_on"][:10]),
-                    source_id=new["source_id"],
-                    exam_center=e.exam_center,
-                    access_route=e.access_route,
-                ),
-                e.candidate_number,
+        validated.append(
+            contract(
+                v1.ValidatedBloc,
+                validation_id=new["validation_id"],
+                bloc=new["bloc"],
+                optional=bool(bloc and bloc.optional),
+                via=new["via"],
+                grade=new["grade"],
+                session=new["session"],
+                validated_on=date.fromisoformat(new["validated_on"][:10]),
+                source_id=new["source_id"],
+                carried_over=new["via"] == "grade" and new["session"] != session,
             )
         )
-    if e.award_withdrawn is not None:
-        out.append(
-            _out(
-                contract(
-                    v1.CertificationAwardWithdrawn,
-                    award_id=e.award_withdrawn["award_id"],
-                    candidate_number=e.candidate_number,
-                    certification=e.certification,
-                    withdrawn_on=day,
-                    correction_id=getattr(e, "correction_id", ""),
-                    reason=getattr(e, "reason", "") or REPLACED,
-                    exam_center=e.exam_center,
-                ),
-                e.candidate_number,
-            )
+    withdrawn = [
+        contract(
+            v1.WithdrawnBloc,
+            validation_id=gone["validation_id"],
+            bloc=gone["bloc"],
+            corrects=gone.get("result_id"),
         )
+        for gone in e.withdrawn
+    ]
+    award = None
     if e.award is not None:
-        award = e.award
-        out.append(
-            _out(
-                contract(
-                    v1.CertificationAwarded,
-                    award_id=award["award_id"],
-                    candidate_number=e.candidate_number,
-                    certification=e.certification,
-                    via=award["via"],
-                    session=award["session"],
-                    awarded_on=date.fromisoformat(award["awarded_on"][:10]),
-                    average=award["average"],
-                    mention=award["mention"],
-                    source_id=award["source_id"],
-                    exam_center=e.exam_center,
-                    access_route=e.access_route,
-                ),
-                e.candidate_number,
-            )
+        a = e.award
+        award = contract(
+            v1.AwardDecided,
+            award_id=a["award_id"],
+            via=a["via"],
+            session=a["session"],
+            awarded_on=date.fromisoformat(a["awarded_on"][:10]),
+            average=a["average"],
+            mention=a["mention"],
+            source_id=a["source_id"],
         )
-    return out
+    if (withdrawn or e.award_withdrawn is not None) and not extra.get("reason"):
+        extra["reason"] = REPLACED  # a later deliberation replaced what an earlier decided
+    return contract(
+        v1.DecisionRecorded,
+        decision_id=decision_id,
+        decision=decision,
+        candidate_number=e.candidate_number,
+        exam_center=e.exam_center,
+        certification=e.certification,
+        access_route=e.access_route,
+        route=route,
+        decided_on=date.fromisoformat(decided_on[:10]),
+        session=session,
+        graded=list(graded),
+        validated=validated,
+        withdrawn=withdrawn,
+        award=award,
+        award_withdrawn=e.award_withdrawn["award_id"] if e.award_withdrawn else None,
+        **extra,
+    )

@@ -1,9 +1,10 @@
 """Aggregates of the attestations service.
 
-Per issued attestation exactly one stored event (``Attestation.Issued``); what changes for many
-attestations at once (a holder's index, the status-list allocator) is accumulated in memory
-during a consumer batch and written as one event per aggregate when the batch commits
-(``flush``), so issuing 10,000 attestations does not cost 30,000 events.
+Per issued attestation exactly one stored event (``Attestation.Issued``: verifiable and
+revocable on its own id); per candidate and registry decision one ``Holder.DecisionAttested``
+listing what the decision issued and revoked (what is published, as one message); the
+status-list allocator of a partition reserves positions in memory over a consumer batch and
+writes one event when the batch commits (``flush``).
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ class Holder(Aggregate):
     numbering authority, not nationally). Holders recorded before 2026-12 are keyed by the
     number alone (``legacy_id``); lookups try both and check the center."""
 
+    DecisionAttested: ClassVar[type[Aggregate.Event]]
+
     @staticmethod
     @lru_cache(maxsize=65536)
     def create_id(exam_center: str, candidate_number: str) -> UUID:
@@ -168,34 +171,69 @@ class Holder(Aggregate):
         self.access_route = access_route
         self.certification = certification
         self.attestations: dict[str, dict[str, str]] = {}  # source_id -> {public_id, kind, code}
-        self._pending: list[dict[str, str]] = []
 
     def attested(self, source_id: str) -> str | None:
-        for entry in self._pending:
-            if entry["source_id"] == source_id:
-                return entry["public_id"]
         found = self.attestations.get(source_id)
         return found["public_id"] if found else None
 
     def latest_for(self, kind: str, code: str) -> str | None:
         latest = None
-        for entry in [*self.attestations.values(), *self._pending]:
+        for entry in self.attestations.values():
             if entry["kind"] == kind and entry["code"] == code:
                 latest = entry["public_id"]
         return latest
 
-    def note(self, source_id: str, public_id: str, kind: str, code: str) -> None:
-        self._pending.append(
-            {"source_id": source_id, "public_id": public_id, "kind": kind, "code": code}
+    def attest_decision(
+        self,
+        decision_id: str,
+        decision: str,
+        decided_on: str,
+        issued: list[dict[str, Any]],
+        revoked: list[dict[str, Any]],
+        at: str,
+    ) -> None:
+        """What one registry decision issued and revoked for this holder. The event names
+        the holder fully, so it can be published on its own."""
+        self._decision_attested(
+            decision_id=decision_id,
+            decision=decision,
+            decided_on=decided_on,
+            issued=issued,
+            revoked=revoked,
+            at=at,
+            candidate_number=self.candidate_number,
+            exam_center=self.exam_center,
+            certification=self.certification,
+            given_names=self.given_names,
+            family_name=self.family_name,
         )
 
-    def flush(self) -> None:
-        if self._pending:
-            entries, self._pending = self._pending, []
-            self._indexed(entries=entries)
+    @event("DecisionAttested")
+    def _decision_attested(
+        self,
+        decision_id: str,
+        decision: str,
+        decided_on: str,
+        issued: list[dict[str, Any]],
+        revoked: list[dict[str, Any]],
+        at: str,
+        candidate_number: str,
+        exam_center: str,
+        certification: str,
+        given_names: list[str],
+        family_name: str,
+    ) -> None:
+        for entry in issued:
+            self.attestations[entry["source_id"]] = {
+                "source_id": entry["source_id"],
+                "public_id": entry["public_id"],
+                "kind": entry["kind"],
+                "code": entry["code"],
+            }
 
     @event("Indexed")
     def _indexed(self, entries: list[dict[str, str]]) -> None:
+        # Written before 2026-12 (one index event per consumer batch): replayed, never written.
         for entry in entries:
             self.attestations[entry["source_id"]] = entry
 
@@ -203,26 +241,44 @@ class Holder(Aggregate):
         return [e["public_id"] for e in self.attestations.values()]
 
 
-class StatusAllocator(Aggregate):
-    """Hands out status-list positions, in order; lists hold STATUS_LIST_SIZE entries each."""
+MAX_PARTITIONS = 256  # contracts.subjects.MAX_PARTITIONS: list numbers interleave by partition
+MAX_STATUS_LIST = 2**31 - 1
 
-    ID: ClassVar[UUID] = uuid5(NAMESPACE, "status-allocator")
+
+class StatusAllocator(Aggregate):
+    """Hands out the status-list positions of one partition, in order; lists hold
+    STATUS_LIST_SIZE entries each.
+
+    Each partition has its own lists, so partitions applied side by side never contend for
+    one allocator: partition p's k-th list (k from 0) is number ``1 + p + k * MAX_PARTITIONS``.
+    (Partition 0 keeps the aggregate id of the single allocator of before partitions.)"""
+
+    LEGACY_ID: ClassVar[UUID] = uuid5(NAMESPACE, "status-allocator")
 
     @staticmethod
-    def create_id() -> UUID:
-        return StatusAllocator.ID
+    def create_id(partition: int = 0) -> UUID:
+        if partition == 0:
+            return StatusAllocator.LEGACY_ID
+        return uuid5(NAMESPACE, f"status-allocator:p{partition}")
+
+    @staticmethod
+    def list_owner(number: int) -> tuple[int, int]:
+        """(partition, k) of list ``number``."""
+        return (number - 1) % MAX_PARTITIONS, (number - 1) // MAX_PARTITIONS
 
     @event("Started")
-    def __init__(self, list_size: int) -> None:
+    def __init__(self, list_size: int, partition: int = 0) -> None:
         self.list_size = list_size
+        self.partition = partition
         self.next_index = 0
         self._reserved = 0
 
     def reserve(self) -> tuple[int, int]:
-        """(list number from 1, index in that list)."""
+        """(list number, index in that list)."""
         position = self.next_index + self._reserved
         self._reserved += 1
-        return position // self.list_size + 1, position % self.list_size
+        nth, index = divmod(position, self.list_size)
+        return 1 + self.partition + nth * MAX_PARTITIONS, index
 
     def flush(self) -> None:
         if self._reserved:
