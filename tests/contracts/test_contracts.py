@@ -19,7 +19,9 @@ from pydantic import BaseModel
 
 from contracts import attestations_v1 as a
 from contracts import notifications_v1 as n
+from contracts import notifications_v2 as n2
 from contracts import registry_v1 as r
+from contracts.catalog import RETIRED
 from contracts.envelope import CloudEvent
 from contracts.generate import (
     ASYNCAPI_PATH,
@@ -138,6 +140,121 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
         issued_at=datetime(2025, 9, 15, 8, 0, tzinfo=UTC),
     ),
     r.ExamCenterKeyRevoked: r.ExamCenterKeyRevoked(exam_center=CENTER, key_id="3f9a1c2b7d4e"),
+    r.DecisionRecorded: r.DecisionRecorded(
+        decision_id="D-0751234A-2026-06",
+        decision="deliberation",
+        candidate_number=CANDIDATE,
+        exam_center=CENTER,
+        certification=CERTIFICATION,
+        access_route="formation_continue",
+        route="exam",
+        decided_on=date(2026, 7, 3),
+        session="2026-06",
+        graded=[
+            r.GradedBloc(
+                result_id="R-2026-06-0001-BC01",
+                bloc="RNCP40705BC01",
+                session="2026-06",
+                mark="grade",
+                grade="12.5",
+                modality="ccf",
+            ),
+            r.GradedBloc(
+                result_id="R-2026-06-0001-BC04",
+                bloc="RNCP40705BC04",
+                session="2026-06",
+                mark="exempt",
+                justification="Titulaire du SST",
+            ),
+        ],
+        validated=[
+            r.ValidatedBloc(
+                validation_id="V-2026-06-0001-BC01",
+                bloc="RNCP40705BC01",
+                optional=False,
+                via="grade",
+                grade="12.5",
+                session="2026-06",
+                validated_on=date(2026, 7, 3),
+                source_id="D-0751234A-2026-06",
+            ),
+            r.ValidatedBloc(
+                validation_id="V-2025-06-0001-BC05",
+                bloc="RNCP40705BC05",
+                optional=False,
+                via="grade",
+                grade="11",
+                session="2025-06",
+                validated_on=date(2025, 7, 2),
+                source_id="D-0751234A-2025-06",
+                carried_over=True,
+            ),
+        ],
+        award=r.AwardDecided(
+            award_id="A-2026-06-0001",
+            via="exam",
+            session="2026-06",
+            awarded_on=date(2026, 7, 3),
+            average="14.0833333333",
+            mention="bien",
+            source_id="D-0751234A-2026-06",
+        ),
+    ),
+    a.AttestationsRecorded: a.AttestationsRecorded(
+        decision_id="K-2026-0007",
+        decision="correction",
+        decided_on=date(2026, 7, 3),
+        candidate_number=CANDIDATE,
+        exam_center=CENTER,
+        certification=CERTIFICATION,
+        certification_title="BAC PRO - Assistance à la gestion des organisations et de leurs "
+        "activités",
+        holder_given_names=["Élodie", "Anaïs"],
+        holder_family_name="Martin-Lefèvre",
+        issued=[
+            a.IssuedAttestation(
+                attestation_id="Qm9uam91ciBMw6lhIE1hcg",
+                kind="certification",
+                code=CERTIFICATION,
+                title="BAC PRO - Assistance à la gestion des organisations et de leurs activités",
+                verify_url="http://127.0.0.1:8102/v/Qm9uam91ciBMw6lhIE1hcg",
+                source_id="A-2026-07-0002",
+            )
+        ],
+        revoked=[
+            a.RevokedAttestation(
+                attestation_id="kq3v9Xw2b7YtLrP0aZ1c4N",
+                kind="bloc",
+                code="RNCP40705BC01",
+                title="Gérer des relations avec les clients, les usagers et les adhérents",
+                verify_url="http://127.0.0.1:8102/v/kq3v9Xw2b7YtLrP0aZ1c4N",
+                reason="Erreur matérielle de report : 8,5 saisi 12,5.",
+            )
+        ],
+        recorded_at=datetime(2026, 7, 10, 14, 0, tzinfo=UTC),
+    ),
+    n2.NotificationSent: n2.NotificationSent(
+        delivery_key="mail:D-0751234A-2026-06:0751234A:C0001:issued",
+        channel="email",
+        candidate_number=CANDIDATE,
+        exam_center=CENTER,
+        decision_id="D-0751234A-2026-06",
+        attestation_ids=["kq3v9Xw2b7YtLrP0aZ1c4N", "Qm9uam91ciBMw6lhIE1hcg"],
+        attempts=1,
+        sent_at=datetime(2026, 7, 3, 10, 0, 2, tzinfo=UTC),
+    ),
+    n2.NotificationFailed: n2.NotificationFailed(
+        delivery_key="hook:D-0751234A-2026-06:0751234A:C0001",
+        channel="webhook",
+        candidate_number=CANDIDATE,
+        exam_center=CENTER,
+        decision_id="D-0751234A-2026-06",
+        attestation_ids=["kq3v9Xw2b7YtLrP0aZ1c4N"],
+        attempts=8,
+        error="HTTP 503",
+        gave_up=True,
+        failed_at=datetime(2026, 7, 3, 12, 0, tzinfo=UTC),
+    ),
     n.NotificationSent: n.NotificationSent(
         delivery_key="mail:kq3v9Xw2b7YtLrP0aZ1c4N:issued",
         channel="email",
@@ -184,8 +301,10 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
     ),
 }
 
-# Each event model, by its type, for parametrized ids.
-MODELS = {event_type_of(model): model for model in event_models()}
+# Each event model, by its type, for parametrized ids: the published ones, and the retired
+# ones whose schemas stay committed for reading older streams.
+PUBLISHED = {event_type_of(model): model for model in event_models()}
+MODELS = {**PUBLISHED, **{event_type_of(model): model for model in event_models(RETIRED)}}
 
 
 def _load(rel: str) -> Any:
@@ -230,7 +349,7 @@ def _refs(node: Any) -> list[str]:
 
 def _envelope(data: dict[str, Any], /, **overrides: Any) -> dict[str, Any]:
     """An envelope shaped like the one the registry's relay publishes."""
-    type_name = r.BlocGraded.event_type()
+    type_name = r.DecisionRecorded.event_type()
     envelope = {
         "specversion": "1.0",
         "id": "5.0",
@@ -269,9 +388,24 @@ def test_no_stale_schema_files() -> None:
     assert not extra, f"no model produces {extra}; run `make schemas`"
 
 
-def test_every_published_event_has_a_sample() -> None:
-    assert set(SAMPLES) == set(r.EVENTS) | set(a.EVENTS) | set(n.EVENTS)
-    assert set(SAMPLES) <= set(MODELS.values())
+def test_every_event_has_a_sample() -> None:
+    published = set(r.EVENTS) | set(a.EVENTS) | set(n2.EVENTS)
+    retired = set(r.RETIRED) | set(a.RETIRED) | set(n.RETIRED)
+    assert set(SAMPLES) == published | retired
+    assert set(SAMPLES) == set(MODELS.values())
+    assert not published & retired
+
+
+def test_the_unit_on_the_wire_is_the_candidates_decision() -> None:
+    """What is published per candidate and decision; the per-bloc types are retired."""
+    assert set(r.EVENTS) == {
+        r.CandidateRegistered,
+        r.DecisionRecorded,
+        r.ExamCenterKeyIssued,
+        r.ExamCenterKeyRevoked,
+    }
+    assert set(a.EVENTS) == {a.AttestationsRecorded}
+    assert r.BlocValidated in r.RETIRED and a.AttestationIssued in a.RETIRED
 
 
 # --- event schemas ---------------------------------------------------------------------------
@@ -347,7 +481,7 @@ def test_envelope_schema_validates_a_relay_envelope() -> None:
     schema = _load(schema_path("cloudevent"))
     Draft202012Validator.check_schema(schema)
     assert schema["$id"] == "urn:certibloc:schema:cloudevent"
-    envelope = _envelope(_sample_data(r.BlocGraded.event_type()))
+    envelope = _envelope(_sample_data(r.DecisionRecorded.event_type()))
     assert _errors("cloudevent", envelope) == []
     assert _errors(envelope["type"], envelope["data"]) == []
     # The dataschema the relay writes names the committed schema of `data`.
@@ -357,7 +491,7 @@ def test_envelope_schema_validates_a_relay_envelope() -> None:
 
 def test_envelope_schema_accepts_a_first_event_and_a_traceparent() -> None:
     envelope = _envelope(
-        _sample_data(r.BlocGraded.event_type()),
+        _sample_data(r.DecisionRecorded.event_type()),
         id="1.0",
         position=1000,
         previous=0,
@@ -378,13 +512,13 @@ def test_envelope_schema_accepts_a_first_event_and_a_traceparent() -> None:
     ],
 )
 def test_envelope_schema_rejects_bad_attributes(field: str, value: Any) -> None:
-    envelope = _envelope(_sample_data(r.BlocGraded.event_type()), **{field: value})
+    envelope = _envelope(_sample_data(r.DecisionRecorded.event_type()), **{field: value})
     assert _errors("cloudevent", envelope)
 
 
 @pytest.mark.parametrize("field", ["id", "source", "type", "time", "position", "previous", "data"])
 def test_envelope_schema_requires(field: str) -> None:
-    envelope = _envelope(_sample_data(r.BlocGraded.event_type()))
+    envelope = _envelope(_sample_data(r.DecisionRecorded.event_type()))
     del envelope[field]
     assert _errors("cloudevent", envelope)
 
@@ -402,14 +536,19 @@ def test_asyncapi_document_shape() -> None:
     assert doc["servers"] == {"local": {"host": "127.0.0.1:4250", "protocol": "nats"}}
 
 
-def test_asyncapi_has_one_channel_per_event_type() -> None:
+def _address(type_name: str) -> str:
+    return subject_for(type_name, 0).replace(".p0.", ".{partition}.")
+
+
+def test_asyncapi_has_one_channel_per_published_event_type() -> None:
     doc = _load(ASYNCAPI_PATH)
     channels = doc["channels"]
-    assert len(channels) == len(MODELS)
+    assert len(channels) == len(PUBLISHED)
     by_address = {channel["address"]: channel for channel in channels.values()}
-    assert set(by_address) == {subject_for(type_name) for type_name in MODELS}
-    for type_name in MODELS:
-        channel = by_address[subject_for(type_name)]
+    assert set(by_address) == {_address(type_name) for type_name in PUBLISHED}
+    for type_name in PUBLISHED:
+        channel = by_address[_address(type_name)]
+        assert set(channel["parameters"]) == {"partition"}
         assert channel["x-jetstream-stream"] == STREAMS[service_of(type_name)]
         (message_ref,) = channel["messages"].values()
         message = _resolve_pointer(doc, message_ref["$ref"])
@@ -453,19 +592,20 @@ def _payload_validator(doc: dict[str, Any], type_name: str) -> Draft202012Valida
 
 def test_asyncapi_message_payload_is_the_envelope_with_typed_data() -> None:
     doc = _load(ASYNCAPI_PATH)
-    type_name = r.BlocGraded.event_type()
+    type_name = r.DecisionRecorded.event_type()
     validator = _payload_validator(doc, type_name)
     good = _envelope(_sample_data(type_name))
     assert list(validator.iter_errors(good)) == []
-    bad_data = _sample_data(type_name) | {"grade": "21"}
-    assert list(validator.iter_errors(_envelope(bad_data)))
+    bad_line = {**_sample_data(type_name)["graded"][0], "grade": "21"}
+    bad_data = _sample_data(type_name) | {"graded": [bad_line]}
+    assert list(validator.iter_errors(_envelope(bad_data, type=type_name)))
     assert list(validator.iter_errors(_envelope(_sample_data(type_name), position=0)))
     assert list(validator.iter_errors(_envelope(_sample_data(type_name), source="/elsewhere")))
-    wrong_type = r.BlocValidated.event_type()
+    wrong_type = r.CandidateRegistered.event_type()
     assert list(validator.iter_errors(_envelope(_sample_data(type_name), type=wrong_type)))
 
 
-@pytest.mark.parametrize("type_name", MODELS)
+@pytest.mark.parametrize("type_name", PUBLISHED)
 def test_asyncapi_payload_accepts_each_sample(type_name: str) -> None:
     doc = _load(ASYNCAPI_PATH)
     service = service_of(type_name)

@@ -69,11 +69,21 @@ def service_of(command: list[str]) -> str:
     return command[2].removeprefix("services.")
 
 
+def service_workloads() -> list[dict[str, Any]]:
+    """The Deployments and StatefulSets that run a certibloc service (not NATS)."""
+    return [
+        o
+        for o in k8s_objects()
+        if o["kind"] in {"Deployment", "StatefulSet"}
+        and o["metadata"]["labels"].get("app.kubernetes.io/name") != "nats"
+    ]
+
+
 def containers_by_service() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(service, pod spec, container) for every certibloc container in the Deployments."""
+    """(service, pod spec, container) for every certibloc container in the workloads."""
     found = []
-    for deployment in k8s_objects("Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+    for workload in service_workloads():
+        pod = workload["spec"]["template"]["spec"]
         for container in pod["containers"]:
             found.append((service_of(container["args"]), pod, container))
     return found

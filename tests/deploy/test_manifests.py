@@ -59,6 +59,7 @@ from tests.deploy.manifests import (
     pod_templates,
     secret_mounts,
     service_of,
+    service_workloads,
 )
 from tests.support.processes import BIN
 from tools import nats_tls
@@ -458,8 +459,12 @@ def test_kubernetes_secret_template_holds_placeholders_only() -> None:
         assert "Secret" not in kinds or path.parent == K8S / "secrets", path
 
 
+def nats_statefulsets() -> list[dict[str, Any]]:
+    return [o for o in k8s_objects("StatefulSet") if o["metadata"]["name"] == "nats"]
+
+
 def test_kubernetes_nats_statefulset_serves_the_same_configs() -> None:
-    (statefulset,) = k8s_objects("StatefulSet")
+    (statefulset,) = nats_statefulsets()
     spec = statefulset["spec"]
     assert spec["replicas"] == 3 and spec["ordinals"]["start"] == 1  # pods nats-1..nats-3
     assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
@@ -498,7 +503,7 @@ def mounted_projections(
 
 
 def test_kubernetes_nats_servers_get_the_public_keys_and_the_tls_secret() -> None:
-    (statefulset,) = k8s_objects("StatefulSet")
+    (statefulset,) = nats_statefulsets()
     pod = statefulset["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     (source,) = container["envFrom"]
@@ -742,3 +747,50 @@ def test_env_files_match_the_kubernetes_config_maps() -> None:
     """deploy/env/<name>.env and ConfigMap certibloc-<name> hold the same settings."""
     for name in ("shared", *SETTINGS):
         assert parse_env_file(DEPLOY / "env" / f"{name}.env") == config_map(f"certibloc-{name}")
+
+
+# --- (c) partitions and replicas -------------------------------------------------------------
+
+
+def test_the_deployment_partitions_are_those_its_nats_authorization_names() -> None:
+    shared = config_map("certibloc-shared")
+    assert int(shared["CERTIBLOC_PARTITIONS"]) == natsauth.DEPLOY_PARTITIONS
+    auth = (DEPLOY / "nats" / "auth.conf").read_text()
+    last = natsauth.DEPLOY_PARTITIONS - 1
+    assert f"attestations-p{last}" in auth and f"attestations-p{last + 1}" not in auth
+
+
+@pytest.mark.parametrize("service", ["attestations", "notifications"])
+def test_kubernetes_consumer_workers_split_the_partitions_by_pod_index(service: str) -> None:
+    """Each worker pod gets its index from the StatefulSet and the count from the manifest;
+    the count is the StatefulSet's replicas, so every partition has exactly one owner."""
+    (workers,) = (
+        o
+        for o in service_workloads()
+        if o["metadata"]["name"] == service and o["kind"] == "StatefulSet"
+    )
+    spec = workers["spec"]
+    assert spec["podManagementPolicy"] == "Parallel"
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {var["name"]: var for var in container["env"]}
+    prefix = service.upper()
+    assert env[f"{prefix}_REPLICA_INDEX"]["valueFrom"]["fieldRef"] == {
+        "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"
+    }
+    count = int(env[f"{prefix}_REPLICA_COUNT"]["value"])
+    assert count == spec["replicas"] >= 2
+    partitions = int(config_map("certibloc-shared")["CERTIBLOC_PARTITIONS"])
+    owners = [
+        SETTINGS[service](replica_index=i, replica_count=count, partitions=partitions)
+        for i in range(count)
+    ]
+    assigned = sorted(p for s in owners for p in s.assigned_partitions)
+    assert assigned == list(range(partitions))
+    # Exactly one worker runs the relay: the relay switch is left to its default.
+    assert [s.runs_relay for s in owners] == [True] + [False] * (count - 1)
+    assert f"{prefix}_RELAY_ENABLED" not in config_map(f"certibloc-{service}")
+    assert f"{prefix}_RELAY_ENABLED" not in env
+    headless = next(
+        o for o in k8s_objects("Service") if o["metadata"]["name"] == spec["serviceName"]
+    )
+    assert headless["spec"]["clusterIP"] == "None"

@@ -54,6 +54,8 @@ from contracts.subjects import (
     STREAMS,
     deadletter_stream,
     deadletter_subjects,
+    durable_for,
+    partition_subjects,
     stream_subjects,
 )
 from services.runtime import natsauth
@@ -336,9 +338,27 @@ async def provisioned(nats_cluster: list[ClusterNode], secrets: Secrets) -> None
     durable consumer, with the provisioner's key."""
     client = await as_provisioner(nats_cluster, secrets)
     try:
-        await when_placed(lambda: provision(client.jetstream(), Topology(replicas=3)))
+        await when_placed(
+            lambda: provision(client.jetstream(), Topology(replicas=3, partitions=PARTITIONS))
+        )
     finally:
         await client.close()
+
+
+PARTITIONS = natsauth.DEPLOY_PARTITIONS  # what deploy/ runs with (env/shared.env)
+
+
+def lanes(service: str) -> list[tuple[str, str, int]]:
+    """(producer, durable, partition) of each lane ``service`` consumes."""
+    return [
+        (producer, durable_for(base, partition, PARTITIONS), partition)
+        for producer, base in CONSUMERS[service]
+        for partition in range(PARTITIONS)
+    ]
+
+
+def durables(service: str) -> list[tuple[str, str]]:
+    return [(producer, durable) for producer, durable, _ in lanes(service)]
 
 
 def expected_streams() -> dict[str, list[str]]:
@@ -418,10 +438,11 @@ async def test_the_provisioner_key_provisions_every_stream_r3_over_tls(
             assert info.config.max_bytes == DEADLETTER_MAX_BYTES, name
             assert info.config.discard == DiscardPolicy.OLD, name
         created[(name, None)] = info.created
-    for service, consumes in CONSUMERS.items():
-        for producer, durable in consumes:
+    for service in CONSUMERS:
+        for producer, durable, partition in lanes(service):
             consumer = await js.consumer_info(STREAMS[producer], durable)
             assert consumer.config.durable_name == durable, service
+            assert consumer.config.filter_subject == partition_subjects(producer, partition)
             assert consumer.config.ack_policy == AckPolicy.EXPLICIT
             assert consumer.config.deliver_policy == DeliverPolicy.ALL
             assert placed_on(consumer.cluster) == set(NATS_NODES), durable
@@ -431,7 +452,9 @@ async def test_the_provisioner_key_provisions_every_stream_r3_over_tls(
     try:
         assert client.connected_url is not None and client.connected_url.scheme == "tls"
         provisioner = client.jetstream(timeout=0.5)
-        await provision(provisioner, Topology(replicas=3))  # again: aligns, changes nothing
+        await provision(
+            provisioner, Topology(replicas=3, partitions=PARTITIONS)
+        )  # again: aligns, changes nothing
         for (stream, consumer_name), when in created.items():
             again = await (
                 js.stream_info(stream)
@@ -559,11 +582,14 @@ async def test_a_provisioning_run_again_aligns_the_max_message_size(
     client = await as_provisioner(nats_cluster, secrets)
     js = operator.jetstream()
     try:
-        await provision(client.jetstream(), Topology(replicas=3, max_msg_size=MAX_PAYLOAD // 2))
+        await provision(
+            client.jetstream(),
+            Topology(replicas=3, max_msg_size=MAX_PAYLOAD // 2, partitions=PARTITIONS),
+        )
         for stream in STREAMS.values():
             assert (await js.stream_info(stream)).config.max_msg_size == MAX_PAYLOAD // 2
     finally:
-        await provision(client.jetstream(), Topology(replicas=3))
+        await provision(client.jetstream(), Topology(replicas=3, partitions=PARTITIONS))
         await client.close()
     for stream in STREAMS.values():
         assert (await js.stream_info(stream)).config.max_msg_size == MAX_PAYLOAD
@@ -576,11 +602,11 @@ async def test_a_provisioning_run_again_aligns_the_replicas(
     client = await as_provisioner(nats_cluster, secrets)
     js = operator.jetstream()
     try:
-        await provision(client.jetstream(), Topology(replicas=1))
+        await provision(client.jetstream(), Topology(replicas=1, partitions=PARTITIONS))
         for stream in expected_streams():
             assert (await js.stream_info(stream)).config.num_replicas == 1, stream
     finally:
-        await provision(client.jetstream(), Topology(replicas=3))
+        await provision(client.jetstream(), Topology(replicas=3, partitions=PARTITIONS))
         await client.close()
         for stream in expected_streams():  # and back: the other tests' cluster is R3
             await eventually(
@@ -617,7 +643,7 @@ async def test_a_service_key_reads_and_publishes_its_own_but_changes_no_stream_o
         ack = await js.publish(f"certibloc.{service}.deploy-check.v1", b"{}", timeout=5)
         assert ack.stream == own
         assert (await js.get_msg(own, ack.seq)).subject == f"certibloc.{service}.deploy-check.v1"
-        for producer, durable in CONSUMERS[service]:
+        for producer, durable in durables(service):
             assert (await js.consumer_info(STREAMS[producer], durable)).name == durable
 
         # What it may not: create a stream (even its own, as services once did), widen its
@@ -643,7 +669,7 @@ async def test_a_service_key_reads_and_publishes_its_own_but_changes_no_stream_o
                 own, ConsumerConfig(name="spy")
             ),
         }
-        for producer, durable in CONSUMERS[service]:
+        for producer, durable in durables(service):
             refusals[f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAMS[producer]}.{durable}"] = (
                 functools.partial(
                     js.add_consumer, STREAMS[producer], durable_name=durable, ack_wait=1.0
@@ -662,7 +688,7 @@ async def test_a_service_key_reads_and_publishes_its_own_but_changes_no_stream_o
     assert f"{own}_COPY" not in {s.config.name for s in await admin.streams_info()}
     with pytest.raises(NotFoundError):
         await admin.consumer_info(own, "spy")
-    for producer, durable in CONSUMERS[service]:
+    for producer, durable in durables(service):
         assert (await admin.consumer_info(STREAMS[producer], durable)).config.ack_wait == ACK_WAIT
 
 

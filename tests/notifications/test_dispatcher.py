@@ -17,8 +17,9 @@ from services.notifications.application import NotificationsApp
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Notification, Recipient
 from services.notifications.smtp import SmtpPool, SmtpSettings
+from services.notifications.webhooks import Outcome
 
-OK = (True, False, "accepté par le serveur SMTP")
+OK = Outcome(True, False, None, "accepté par le serveur SMTP")
 
 
 class Clock:
@@ -189,9 +190,9 @@ async def test_an_address_our_headers_cannot_carry_is_given_up_at_once(
         },
         queued_at="2026-07-03T10:00:00+00:00",
     )
-    ok, retryable, detail = await a._send(mail)  # before any SMTP connection is tried
-    assert (ok, retryable) == (False, False)
-    assert detail.startswith("adresse ou contenu inutilisable")
+    outcome = await a._send(mail)  # before any SMTP connection is tried
+    assert (outcome.ok, outcome.retryable) == (False, False)
+    assert outcome.detail.startswith("adresse ou contenu inutilisable")
 
 
 def test_a_failed_write_leaves_nothing_ahead_of_the_store(

@@ -20,7 +20,9 @@ import pytest
 from aiosmtplib.email import flatten_message
 
 from services.notifications.email import (
-    AttestationMail,
+    ITEMS_MAX,
+    AttestationsMail,
+    MailItem,
     compose,
     message_id,
     render,
@@ -31,38 +33,93 @@ from services.notifications.smtp import SmtpDeliveryError, SmtpPool, SmtpSetting
 from services.notifications.wire import WireMail, wire_bytes
 
 REFUSED = "refuse@example.org"
+NBSP = "\u00a0"
+BASE = "http://127.0.0.1:8102"
+TOKEN = "t1.eyJjIjoiQ0VOVFJFLTAxL0wwMDAxIiwiZSI6MTc4NTU0MjQwMH0.mN3bq8v0yXc2QdP1Rk7sWq9fLz4hT6u"
+CERTIFICATION = "BAC PRO - Assistance à la gestion des organisations et de leurs activités"
+BLOC_TITLES = (  # RNCP40705's twelve blocs (contracts/referentials/RNCP40705.json)
+    "Gérer des relations avec les clients, les usagers et les adhérents",
+    "Organiser et suivre l'activité de production (de biens ou de services)",
+    "Administrer le personnel",
+    "Prévention-santé-environnement",
+    "Économie-droit",
+    "Mathématiques",
+    "Langue vivante A",
+    "Langue vivante B",
+    "Français",
+    "Histoire-géographie et éducation civique",
+    "Arts appliqués et cultures artistiques",
+    "Éducation physique et sportive",
+)
 
-ISSUED = AttestationMail(
-    delivery_key="mail:q3Vx8Lr2TmWc5NbYp0Ks7A:issued",
+
+def issued_item(n: int, code: str, title: str, kind: str = "bloc") -> MailItem:
+    aid = f"q3Vx8Lr2TmWc5NbYp0Ks{n:02d}"
+    return MailItem(
+        kind=kind,  # type: ignore[arg-type]
+        code=code,
+        title=title,
+        verify_url=f"{BASE}/v/{aid}",
+        download_url=f"{BASE}/v1/attestations/{aid}/pdf?token={TOKEN}",
+        credential_url=f"{BASE}/v1/attestations/{aid}/credential?token={TOKEN}",
+    )
+
+
+BLOCS = tuple(
+    issued_item(n, f"RNCP40705BC{n:02d}", title) for n, title in enumerate(BLOC_TITLES, 1)
+)
+DIPLOMA = issued_item(13, "RNCP40705", CERTIFICATION, kind="certification")
+
+ISSUED = AttestationsMail(
+    delivery_key="mail:d7Hq2Lx9Vb3Nc8Mz1Kp4Ra:issued",
     event="issued",
     to_address="lea.martin@example.org",
     holder_name="Léa Martin",
-    kind="bloc",
-    code="RNCP40705BC01",
-    title="Gérer des relations avec les clients, les usagers et les adhérents",
-    certification_title="BAC PRO - Assistance à la gestion des organisations et de leurs activités",
-    verify_url="http://127.0.0.1:8102/v/q3Vx8Lr2TmWc5NbYp0Ks7A",
-    download_url="http://127.0.0.1:8102/v1/attestations/q3Vx8Lr2TmWc5NbYp0Ks7A/pdf?token=t1.abc.def",
-    credential_url=(
-        "http://127.0.0.1:8102/v1/attestations/q3Vx8Lr2TmWc5NbYp0Ks7A/credential?token=t1.abc.def"
-    ),
-    reason=None,
+    certification_title=CERTIFICATION,
+    certification_code="RNCP40705",
+    decided_on=date(2026, 7, 3),
+    items=(BLOCS[0],),
     sender="certibloc <no-reply@certibloc.localhost>",
     domain="certibloc.localhost",
     links_expire_on=date(2026, 8, 1),
 )
+# One jury deliberation: twelve blocs and the certification, one e-mail.
+THIRTEEN = replace(ISSUED, items=(*BLOCS, DIPLOMA))
 
 REVOKED = replace(
     ISSUED,
-    delivery_key="mail:q3Vx8Lr2TmWc5NbYp0Ks7A:revoked",
+    delivery_key="mail:d7Hq2Lx9Vb3Nc8Mz1Kp4Ra:revoked",
     event="revoked",
-    kind="certification",
-    code="RNCP40705",
-    title="BAC PRO - Assistance à la gestion des organisations et de leurs activités",
-    download_url=None,
-    credential_url=None,
-    reason="Erreur matérielle dans la saisie des notes du jury",
+    items=(
+        MailItem(
+            kind="certification",
+            code="RNCP40705",
+            title=CERTIFICATION,
+            verify_url=DIPLOMA.verify_url,
+            reason="Erreur matérielle dans la saisie des notes du jury",
+        ),
+    ),
     links_expire_on=None,
+)
+# A correction: two blocs taken away, each for its own reason.
+REVOKED_TWO = replace(
+    REVOKED,
+    items=(
+        MailItem(
+            kind="bloc",
+            code="RNCP40705BC03",
+            title="Administrer le personnel",
+            verify_url=BLOCS[2].verify_url,
+            reason="Erreur matérielle dans la saisie des notes du jury",
+        ),
+        MailItem(
+            kind="bloc",
+            code="RNCP40705BC06",
+            title="Mathématiques",
+            verify_url=BLOCS[5].verify_url,
+            reason="Note de l’épreuve ponctuelle annulée après réclamation",
+        ),
+    ),
 )
 
 
@@ -79,13 +136,19 @@ def parts(message: EmailMessage) -> tuple[str, str]:
     return text.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
 
 
-def mail_for(n: int, **changes: object) -> AttestationMail:
-    aid = f"t{n:021d}"
+def html_text(html: str) -> str:
+    """The HTML part's words as a reader gets them: tags out, white space collapsed."""
+    words = re.sub(r"<[^>]+>", "", html.replace("<br>", " "))
+    return re.sub(r"[ \t\n]+", " ", words).replace("&#39;", "'")  # no-break spaces stay
+
+
+def mail_for(n: int, **changes: object) -> AttestationsMail:
+    key = f"t{n:021d}"
     return replace(
         ISSUED,
-        delivery_key=f"mail:{aid}:issued",
+        delivery_key=f"mail:{key}:issued",
         to_address=f"candidat{n}@example.org",
-        verify_url=f"http://127.0.0.1:8102/v/{aid}",
+        items=(replace(BLOCS[0], verify_url=f"{BASE}/v/{key}"),),
         **changes,  # type: ignore[arg-type]
     )
 
@@ -93,14 +156,20 @@ def mail_for(n: int, **changes: object) -> AttestationMail:
 # --- composing -----------------------------------------------------------------------------
 
 
-def test_message_id_is_derived_from_the_delivery_key() -> None:
+def test_message_id_is_derived_from_the_delivery_key(templates: jinja2.Environment) -> None:
     first = message_id("mail:a:issued", "certibloc.localhost")
     assert re.fullmatch(r"<[0-9a-f]{32}@certibloc\.localhost>", first)
     assert message_id("mail:a:issued", "certibloc.localhost") == first
     assert message_id("mail:a:revoked", "certibloc.localhost") != first
+    # The same decision's e-mail composed again (a resend): the same Message-ID, whatever else.
+    again = replace(THIRTEEN, items=THIRTEEN.items[:3], holder_name="Léa Martin-Durand")
+    expected = message_id(THIRTEEN.delivery_key, "certibloc.localhost")
+    assert compose(THIRTEEN, templates)["Message-ID"] == expected
+    assert compose(again, templates)["Message-ID"] == expected
+    assert compose(REVOKED_TWO, templates)["Message-ID"] != expected
 
 
-def test_issued_mail_for_a_bloc(templates: jinja2.Environment) -> None:
+def test_issued_mail_for_one_bloc(templates: jinja2.Environment) -> None:
     message = compose(ISSUED, templates)
     again = compose(ISSUED, templates)
 
@@ -121,82 +190,300 @@ def test_issued_mail_for_a_bloc(templates: jinja2.Environment) -> None:
     assert all(p.get_content_charset() == "utf-8" for p in message.iter_parts())
 
     text, html = parts(message)
-    for body in (text, html):
+    for body in (text, html_text(html)):
         assert "Léa Martin" in body
         assert "RNCP40705BC01" in body
         assert "Gérer des relations avec les clients, les usagers et les adhérents" in body
         assert "BAC PRO - Assistance à la gestion des organisations" in body
         assert "bloc de compétences" in body
-        assert "personnels" in body
+        assert "décision du jury du 3 juillet 2026" in body
+        assert f"liens de téléchargement sont personnels{NBSP}: ne les transmettez pas" in body
         assert "expirent le 1er août 2026" in body
-    for url in (ISSUED.verify_url, ISSUED.download_url, ISSUED.credential_url):
+        assert "elle est publique et n’expire pas" in body
+    for url in (ISSUED.items[0].verify_url, BLOCS[0].download_url, BLOCS[0].credential_url):
         assert url is not None
         assert url in text
         assert f'href="{url}"' in html
     assert '<html lang="fr">' in html
-    assert "<img" not in html
+    assert "<img" not in html and "<ol" not in html  # one attestation: no list of one
+
+
+def test_issued_mail_for_a_whole_deliberation(templates: jinja2.Environment) -> None:
+    message = compose(THIRTEEN, templates)
+    assert message["Subject"] == (
+        f"Vos attestations{NBSP}: 12 blocs de compétences et la certification "
+        f"«{NBSP}{CERTIFICATION}{NBSP}»"
+    )
+    text, html = parts(message)
+    for body in (text, html_text(html)):
+        assert "Bonjour Léa Martin," in body
+        assert f"décision du jury du 3 juillet 2026, 13{NBSP}attestations vous sont" in body
+        assert f"et pour 12{NBSP}de ses blocs de compétences" in body
+        # The personal links and the public addresses are explained once, not thirteen times.
+        assert body.count("personnels") == 1
+        assert body.count("expirent le 1er août 2026") == 1
+        assert body.count("ces adresses sont publiques et n’expirent pas") == 1
+        assert "(format Open Badges)" in body
+    for item in THIRTEEN.items:
+        assert item.download_url and item.credential_url
+        for body in (text, html_text(html)):
+            assert item.title in body
+            assert item.code in body
+            assert item.verify_url in body  # shown: it is the address to give out
+        for url in (item.verify_url, item.download_url, item.credential_url):
+            assert f"{url}\n" in text  # a URL ends its line: nothing glued to it
+            assert html.count(f'href="{url}"') == 1
+        assert item.download_url not in html_text(html)  # a token is never shown as text
+    assert re.findall(r"^ ?(\d+)\. ", text, re.MULTILINE) == [str(n) for n in range(1, 14)]
+    assert html.count("<li") == 13 and "<ol" in html and "<h2" in html
+
+
+def test_the_list_has_the_blocs_in_code_order_and_the_certification_last(
+    templates: jinja2.Environment,
+) -> None:
+    shuffled = replace(THIRTEEN, items=(DIPLOMA, *reversed(BLOCS)))
+    text, html = parts(compose(shuffled, templates))
+    assert parts(compose(THIRTEEN, templates)) == (text, html)
+    positions = [text.index(f"{item.code}\n") for item in THIRTEEN.items]
+    assert positions == sorted(positions)
+    assert text.index(" 1. Gérer des relations") < text.index("13. BAC PRO")
+
+
+def test_one_text_block_per_attestation(templates: jinja2.Environment) -> None:
+    text, _ = parts(compose(THIRTEEN, templates))
+    listed = text.split(f"Vos 13{NBSP}attestations{NBSP}:\n\n", 1)[1].split("\n\nCordialement")[0]
+    blocks = listed.split("\n\n")
+    assert len(blocks) == 13
+    for block, item in zip(blocks, THIRTEEN.items, strict=True):
+        lines = block.split("\n")
+        assert lines[0].endswith(f". {item.title}")
+        assert [line[:4] for line in lines[1:]] == ["    "] * 4  # aligned under the title
+        assert lines[1].strip() == (
+            f"Bloc de compétences {item.code}"
+            if item.kind == "bloc"
+            else f"Certification {item.code}"
+        )
+        assert lines[2].strip() == f"PDF signé{NBSP}: {item.download_url}"
+        assert lines[3].strip() == f"Attestation numérique{NBSP}: {item.credential_url}"
+        assert lines[4].strip() == f"Vérification publique{NBSP}: {item.verify_url}"
+
+
+@pytest.mark.parametrize(
+    ("items", "subject"),
+    [
+        (BLOCS[:4], "Vos 4 attestations de blocs de compétences (RNCP40705)"),
+        (
+            (BLOCS[0], DIPLOMA),
+            f"Vos attestations{NBSP}: 1 bloc de compétences et la certification "
+            f"«{NBSP}{CERTIFICATION}{NBSP}»",
+        ),
+        (
+            (DIPLOMA,),
+            f"Votre attestation{NBSP}: certification «{NBSP}{CERTIFICATION}{NBSP}» (RNCP40705)",
+        ),
+    ],
+)
+def test_subjects_of_issued_mails(
+    items: tuple[MailItem, ...], subject: str, templates: jinja2.Environment
+) -> None:
+    assert compose(replace(ISSUED, items=items), templates)["Subject"] == subject
+
+
+def test_the_decision_date_when_unknown(templates: jinja2.Environment) -> None:
+    for mail in (ISSUED, THIRTEEN, REVOKED_TWO):
+        text, html = parts(compose(replace(mail, decided_on=None), templates))
+        for body in (text, html_text(html)):
+            assert "À la suite de la décision du jury, " in body
+
+
+def test_links_without_a_known_expiry(templates: jinja2.Environment) -> None:
+    text, _ = parts(compose(replace(THIRTEEN, links_expire_on=None), templates))
+    assert "ne sont valables que pendant une durée limitée" in text
+    assert "expirent le" not in text
+    only_pdf = replace(ISSUED, items=(replace(BLOCS[0], credential_url=None),))
+    text, html = parts(compose(only_pdf, templates))
+    assert f"Le lien de téléchargement est personnel{NBSP}: ne le transmettez pas." in text
+    assert "Il expire le 1er août 2026" in text
+    assert "Open Badges" not in text and "credential" not in html
 
 
 def test_revoked_mail_for_a_certification(templates: jinja2.Environment) -> None:
     message = compose(REVOKED, templates)
 
-    assert message["Subject"].startswith("Révocation de votre attestation\u00a0: certification «")
-    assert "(RNCP40705)" in message["Subject"]
+    assert message["Subject"] == (
+        f"Attestation révoquée{NBSP}: certification «{NBSP}{CERTIFICATION}{NBSP}» (RNCP40705)"
+    )
     assert message["Message-ID"] == message_id(REVOKED.delivery_key, "certibloc.localhost")
     assert message["Message-ID"] != compose(ISSUED, templates)["Message-ID"]
     text, html = parts(message)
-    for body in (text, html):
+    for body in (text, html_text(html)):
         assert "Léa Martin" in body
         assert "RNCP40705" in body
         assert "Erreur matérielle dans la saisie des notes du jury" in body
         assert "ne prouve plus l’acquisition de cette certification" in body
-        assert REVOKED.verify_url in body
+        assert REVOKED.items[0].verify_url in body
+        assert "contactez votre centre d’examen" in body
+    for body in (text, html):
         assert "token=" not in body
         assert "Télécharger" not in body
 
 
+def test_revoked_mail_for_several_attestations(templates: jinja2.Environment) -> None:
+    message = compose(REVOKED_TWO, templates)
+    assert message["Subject"] == "2 attestations révoquées (RNCP40705)"
+    text, html = parts(message)
+    for body in (text, html_text(html)):
+        assert f"2{NBSP}de vos attestations pour la certification" in body
+        assert "ne prouvent plus l’acquisition des blocs de compétences concernés" in body
+        assert body.count("signalés comme révoqués") == 1
+        for item in REVOKED_TWO.items:
+            assert item.title in body
+            assert item.code in body
+            assert item.verify_url in body
+            assert f"Motif{NBSP}: {item.reason}" in body
+    assert "1. Administrer le personnel\n" in text and "2. Mathématiques\n" in text
+    assert html.count("<li") == 2
+    for body in (text, html):
+        assert "token=" not in body and "Télécharger" not in body
+
+
+def test_one_reason_for_all_is_said_once(templates: jinja2.Environment) -> None:
+    same = replace(
+        REVOKED_TWO, items=tuple(replace(i, reason="Fraude constatée") for i in REVOKED_TWO.items)
+    )
+    text, html = parts(compose(same, templates))
+    for body in (text, html_text(html)):
+        assert body.count("Fraude constatée") == 1
+    mixed = replace(
+        REVOKED_TWO, items=(REVOKED_TWO.items[0], replace(REVOKED_TWO.items[1], reason=None))
+    )
+    text, html = parts(compose(mixed, templates))
+    for body in (text, html_text(html)):
+        assert f"Motif{NBSP}: Erreur matérielle" in body
+        assert f"Motif{NBSP}: non précisé" in body
+
+
 def test_revoked_without_a_reason_says_so(templates: jinja2.Environment) -> None:
-    text, _ = parts(compose(replace(REVOKED, reason=None), templates))
+    bare = replace(REVOKED, items=(replace(REVOKED.items[0], reason=None),))
+    text, html = parts(compose(bare, templates))
     assert "Aucun motif n’a été précisé." in text
+    assert "Aucun motif n’a été précisé." in html
+
+
+def test_a_revocation_queued_before_2026_12(templates: jinja2.Environment) -> None:
+    # One attestation, its certification unknown (the event did not carry it), no date.
+    legacy = replace(
+        REVOKED_TWO,
+        certification_title="",
+        certification_code="",
+        decided_on=None,
+        items=REVOKED_TWO.items[:1],
+    )
+    message = compose(legacy, templates)
+    assert message["Subject"] == (
+        f"Attestation révoquée{NBSP}: bloc de compétences «{NBSP}Administrer le personnel{NBSP}» "
+        "(RNCP40705BC03)"
+    )
+    text, html = parts(message)
+    for body in (text, html_text(html)):
+        assert (
+            f"À la suite de la décision du jury, l’attestation délivrée pour le bloc de "
+            f"compétences «{NBSP}Administrer le personnel{NBSP}» (RNCP40705BC03) a été révoquée."
+        ) in body
+        assert "certification «" not in body
+
+
+def test_a_reason_on_several_lines_stays_in_its_item(templates: jinja2.Environment) -> None:
+    reason = "Relevé de notes corrigé.\r\nVoir le courrier du rectorat."
+    mixed = replace(
+        REVOKED_TWO, items=(REVOKED_TWO.items[0], replace(REVOKED_TWO.items[1], reason=reason))
+    )
+    text, _ = parts(compose(mixed, templates))
+    assert f"   Motif{NBSP}: Relevé de notes corrigé.\n   Voir le courrier du rectorat.\n" in text
+
+
+@pytest.mark.parametrize("count", [0, ITEMS_MAX + 1])
+def test_an_e_mail_lists_one_to_32_attestations(count: int, templates: jinja2.Environment) -> None:
+    mail = replace(THIRTEEN, items=(BLOCS[0],) * count)
+    with pytest.raises(ValueError, match="1 to 32 attestations"):
+        compose(mail, templates)
+    with pytest.raises(ValueError, match="1 to 32 attestations"):
+        render(mail, templates)
 
 
 def test_html_is_escaped_and_text_is_not(templates: jinja2.Environment) -> None:
     hostile = replace(
-        ISSUED,
-        title='Bloc <script>alert("x")</script> & co',
+        THIRTEEN,
         holder_name="Zoé <b>Durand</b>",
-        download_url="http://127.0.0.1:8102/v1/attestations/x/pdf?token=a&lang=fr",
+        certification_title="Certif <i>x</i>",
+        items=(
+            replace(
+                BLOCS[0],
+                title='Bloc <script>alert("x")</script> & co',
+                download_url="http://127.0.0.1:8102/v1/attestations/x/pdf?token=a&lang=fr",
+            ),
+            replace(BLOCS[1], verify_url='http://127.0.0.1:8102/v/x"><script>'),
+        ),
     )
     message = compose(hostile, templates)
     text, html = parts(message)
 
-    assert "<script>" not in html and "<b>" not in html
+    assert "<script>" not in html and "<b>" not in html and "<i>" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; co" in html
     assert "Zoé &lt;b&gt;Durand&lt;/b&gt;" in html
+    assert "Certif &lt;i&gt;x&lt;/i&gt;" in html
     assert 'href="http://127.0.0.1:8102/v1/attestations/x/pdf?token=a&amp;lang=fr"' in html
+    assert 'href="http://127.0.0.1:8102/v/x&#34;&gt;&lt;script&gt;"' in html
     assert '<script>alert("x")</script> & co' in text
     assert "Zoé <b>Durand</b>" in text
 
 
+def test_html_is_plain_enough_for_mail_clients(templates: jinja2.Environment) -> None:
+    for mail in (ISSUED, THIRTEEN, REVOKED, REVOKED_TWO):
+        _, html = parts(compose(mail, templates))
+        assert '<html lang="fr">' in html
+        assert "<h1" in html
+        for tag in ("<img", "<script", "<style", "<link", "<table", "class="):
+            assert tag not in html, tag
+        assert "http" not in html.replace('href="http', "").replace(">http", "")
+
+
 def test_a_line_break_cannot_reach_the_headers(templates: jinja2.Environment) -> None:
-    message = compose(replace(ISSUED, title="Gérer\r\nBcc: everyone@example.org"), templates)
-    assert "\n" not in message["Subject"]
-    assert message["Bcc"] is None
+    broken = replace(BLOCS[0], title="Gérer\r\nBcc: everyone@example.org")
+    for items in ((broken,), (broken, *BLOCS[1:4])):
+        message = compose(
+            replace(ISSUED, items=items, holder_name="Léa\nBcc: x@example.org"), templates
+        )
+        assert "\n" not in message["Subject"] and "\r" not in message["Subject"]
+        assert message["Bcc"] is None
+        assert message["To"].addresses[0].display_name == "Léa Bcc: x@example.org"
+    many = replace(
+        REVOKED_TWO, certification_code="RNCP40705\r\nBcc: a@example.org", items=REVOKED_TWO.items
+    )
+    message = compose(many, templates)
+    assert message["Bcc"] is None and "\n" not in message["Subject"]
+    # Nor the text part's layout: a title keeps to its line.
+    text, _ = parts(compose(replace(THIRTEEN, items=(broken, *BLOCS[1:])), templates))
+    assert " 1. Gérer Bcc: everyone@example.org\n    Bloc de compétences RNCP40705BC01\n" in text
     with pytest.raises(ValueError, match="one line"):
         compose(replace(ISSUED, delivery_key="mail:x\r\nBcc: a@example.org"), templates)
+    with pytest.raises(ValueError, match="one line"):
+        render(replace(ISSUED, sender="a@example.org\nBcc: b@example.org"), templates)
 
 
 def test_wire_form_reads_back_as_the_composed_message(templates: jinja2.Environment) -> None:
     long_names = replace(
-        ISSUED,
+        THIRTEEN,
         holder_name="Marie-Éléonore de Saint-Exupéry",
-        title="Concevoir, réaliser et évaluer « des » projets " * 6,
+        items=tuple(
+            replace(item, title="Concevoir, réaliser et évaluer « des » projets " * 6)
+            for item in THIRTEEN.items
+        ),
     )
-    for mail in (ISSUED, REVOKED, long_names):
+    for mail in (ISSUED, THIRTEEN, REVOKED, REVOKED_TWO, long_names):
         message = compose(mail, templates)
         wire = wire_bytes(message)
-        head = wire.split(b"\r\n\r\n", 1)[0]
-        assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+        assert all(len(line) <= 78 for line in wire.split(b"\r\n"))  # headers and bodies
         assert b"\n" not in wire.replace(b"\r\n", b"")
         back = email.message_from_bytes(wire, policy=email.policy.default)
         for name in ("From", "To", "Subject", "Date", "Message-ID", "X-Certibloc-Delivery-Key"):
@@ -213,41 +500,78 @@ def test_wire_form_reads_back_as_the_composed_message(templates: jinja2.Environm
     assert wire_bytes(plain) == flatten_message(plain)
 
 
+def _items(n: int) -> tuple[MailItem, ...]:
+    return tuple(
+        issued_item(k, f"RNCP40705BC{k:02d}", f"Bloc n° {k} : compétences « avancées »")
+        for k in range(1, n + 1)
+    )
+
+
 # Inputs the direct writer handles, and unusual ones it must hand back to the stdlib.
 DIRECT = [
     ISSUED,
+    THIRTEEN,
     REVOKED,
-    replace(ISSUED, holder_name="Jean Dupont", title="Plain ASCII title"),
-    replace(ISSUED, holder_name="Marie-Éléonore de La Tour d'Auvergne-Lauraguais Saint-Exupéry"),
-    replace(ISSUED, holder_name="Zoë 李", title="Concevoir, réaliser « des » projets " * 6),
-    replace(ISSUED, holder_name=""),
+    REVOKED_TWO,
+    replace(THIRTEEN, items=_items(ITEMS_MAX)),
+    replace(THIRTEEN, items=BLOCS[:4], decided_on=None, links_expire_on=None),
+    replace(ISSUED, holder_name="Jean Dupont", items=(replace(BLOCS[0], title="Plain ASCII"),)),
+    replace(THIRTEEN, holder_name="Marie-Éléonore de La Tour d'Auvergne-Lauraguais Saint-Exupéry"),
+    replace(
+        THIRTEEN,
+        holder_name="Zoë 李",
+        items=tuple(
+            replace(i, title="Concevoir, réaliser « des » projets " * 8) for i in THIRTEEN.items
+        ),
+    ),
+    replace(THIRTEEN, holder_name=""),
     # an encoded name and an address that just do not fit on one 78-character line
     replace(ISSUED, holder_name="Éloïse Marchand", to_address="eloise.marchand.2026@example.org"),
-    replace(ISSUED, kind="certification", title="Plain " * 20),
-    replace(REVOKED, reason="Ligne 1\nLigne 2 avec un point\n.\nfin", holder_name="Ana"),
+    replace(ISSUED, items=(replace(DIPLOMA, title="Plain " * 20),), certification_title="P " * 40),
+    replace(
+        REVOKED_TWO,
+        holder_name="Ana",
+        items=tuple(
+            replace(i, reason="Ligne 1\nLigne 2 avec un point\n.\nfin" + " très longue" * 20)
+            for i in (*REVOKED_TWO.items, DIPLOMA)
+        ),
+    ),
+    replace(
+        REVOKED_TWO,
+        items=(REVOKED_TWO.items[0], replace(REVOKED_TWO.items[1], reason=".\n..\nFrom x\n")),
+    ),
 ]
 HANDED_BACK = [
     replace(ISSUED, holder_name="Dupont, Jean"),  # a special: the name must be quoted
-    replace(ISSUED, holder_name='Jean "Jo" Dupont'),
+    replace(THIRTEEN, holder_name='Jean "Jo" Dupont'),
     replace(ISSUED, holder_name="A" * 80),  # too long to write unfolded
     replace(ISSUED, to_address='"jean dupont"@example.org'),  # quoted local part
-    replace(ISSUED, to_address="lea@exemple.français"),  # non-ASCII domain (SMTPUTF8)
-    replace(ISSUED, delivery_key="mail:" + "x" * 80 + ":issued"),  # long ASCII header
+    replace(THIRTEEN, to_address="lea@exemple.français"),  # non-ASCII domain (SMTPUTF8)
+    replace(REVOKED_TWO, delivery_key="mail:" + "x" * 80 + ":revoked"),  # long ASCII header
 ]
 
 
 @pytest.mark.parametrize("mail", DIRECT + HANDED_BACK)
-def test_direct_wire_bytes_equal_the_stdlib_serialization(
-    mail: AttestationMail, templates: jinja2.Environment
+def test_direct_wire_bytes_are_the_stdlib_message(
+    mail: AttestationsMail, templates: jinja2.Environment
 ) -> None:
+    """Written directly, the message has the stdlib's header lines byte for byte and the same
+    parts once decoded (the bodies' quoted-printable comes from binascii, not email's)."""
     now = datetime(2026, 7, 3, 9, 0, tzinfo=UTC)
     rendered = render(mail, templates, now=now)
     reference = compose(mail, templates, now=now)
     if mail in DIRECT:
         assert isinstance(rendered, WireMail)
-        assert rendered.data == wire_bytes(reference)
-        head = rendered.data.split(b"\r\n\r\n", 1)[0]
-        assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+        expected = wire_bytes(reference)
+        assert rendered.data.split(b"\r\n\r\n", 1)[0] == expected.split(b"\r\n\r\n", 1)[0]
+        back = email.message_from_bytes(rendered.data, policy=email.policy.default)
+        assert isinstance(back, EmailMessage)
+        assert parts(back) == parts(reference)
+        for part in back.iter_parts():
+            assert part["Content-Transfer-Encoding"] == "quoted-printable"
+            assert part.get_content_charset() == "utf-8"
+        assert b"\n" not in rendered.data.replace(b"\r\n", b"")
+        assert all(len(line) <= 78 for line in rendered.data.split(b"\r\n"))
         assert rendered.recipients == (mail.to_address,)
         assert rendered.sender == "no-reply@certibloc.localhost"
     else:

@@ -4,7 +4,7 @@ e-mail about an attestation says, from the contract's fields, not from keys of a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -47,66 +47,78 @@ def app(tmp_path: Path) -> Iterator[NotificationsApp]:
     notifications.close()
 
 
-def issued(**changes: object) -> att.AttestationIssued:
+def recorded(**changes: object) -> att.AttestationsRecorded:
+    """One decision's attestations: BC02 and BC01 issued (out of order), nothing revoked."""
     fields: dict[str, object] = {
-        "attestation_id": "AAAAAAAAAAAAAAAAAAAAAA",
-        "kind": "bloc",
-        "code": "RNCP40705BC01",
-        "title": "Gérer des relations avec les clients, les usagers et les adhérents",
-        "certification": "RNCP40705",
-        "certification_title": TITLE,
+        "decision_id": "d1",
+        "decision": "deliberation",
+        "decided_on": date(2026, 7, 3),
         "candidate_number": "C0001",
         "exam_center": A,
+        "certification": "RNCP40705",
+        "certification_title": TITLE,
         "holder_given_names": ["Léa"],
         "holder_family_name": "Durand",
-        "issued_at": datetime.now(UTC),
-        "verify_url": "http://127.0.0.1:8102/v/AAAAAAAAAAAAAAAAAAAAAA",
-        "source_id": "v1",
+        "issued": [
+            _issued("BBBBBBBBBBBBBBBBBBBBBB", "RNCP40705BC02"),
+            _issued("AAAAAAAAAAAAAAAAAAAAAA", "RNCP40705BC01"),
+        ],
+        "revoked": [],
+        "recorded_at": datetime.now(UTC),
         **changes,
     }
-    return att.AttestationIssued.model_validate(fields)
+    return att.AttestationsRecorded.model_validate(fields)
 
 
-def mail(app: NotificationsApp, key: str) -> Notification:
-    found = app.notification(key)
-    assert found is not None
-    return found
-
-
-@pytest.mark.parametrize("carried", [True, False], ids=["title carried", "older event"])
-def test_the_mail_names_the_certification_by_its_title(
-    app: NotificationsApp, carried: bool
-) -> None:
-    feed = Feeder(app, app.attestations_handlers(), app.before_commit)
-    feed.send(issued() if carried else issued(certification_title=None))
-    payload = mail(app, "mail:AAAAAAAAAAAAAAAAAAAAAA:issued").payload
-    assert payload["certification_title"] == TITLE
-    assert payload["title"].startswith("Gérer des relations")
-    assert payload["to_address"] == "lea@example.org"
-    assert payload["download_url"].startswith("http://127.0.0.1:8102/v1/attestations/")
-
-
-def test_the_revocation_mail_names_what_was_revoked(app: NotificationsApp) -> None:
-    feed = Feeder(app, app.attestations_handlers(), app.before_commit)
-    feed.send(
-        att.AttestationRevoked(
-            attestation_id="BBBBBBBBBBBBBBBBBBBBBB",
-            kind="bloc",
-            code="RNCP40705BC01",
-            title="Gérer des relations avec les clients, les usagers et les adhérents",
-            certification="RNCP40705",
-            candidate_number="C0001",
-            exam_center=A,
-            revoked_at=datetime.now(UTC),
-            reason="Erreur de report de note",
-            verify_url="http://127.0.0.1:8102/v/BBBBBBBBBBBBBBBBBBBBBB",
-        )
+def _issued(attestation_id: str, code: str) -> att.IssuedAttestation:
+    return att.IssuedAttestation(
+        attestation_id=attestation_id,
+        kind="bloc",
+        code=code,
+        title=f"Le bloc {code[-4:]}",
+        verify_url=f"http://127.0.0.1:8102/v/{attestation_id}",
+        source_id=f"v-{code}",
     )
-    payload = mail(app, "mail:BBBBBBBBBBBBBBBBBBBBBB:revoked").payload
-    assert payload["title"].startswith("Gérer des relations")
-    assert payload["certification_title"] == TITLE
-    assert payload["reason"] == "Erreur de report de note"
-    assert payload["download_url"] is None
+
+
+def mails(app: NotificationsApp) -> list[Notification]:
+    return [n for n in app.notifications_of(A, "C0001") or [] if n.channel == "email"]
+
+
+def test_one_mail_lists_every_attestation_of_a_decision(app: NotificationsApp) -> None:
+    feed = Feeder(app, app.attestations_handlers(), app.before_commit)
+    feed.send(recorded())
+    (mail,) = mails(app)
+    payload = mail.payload
+    assert payload["event"] == "issued" and payload["certification_title"] == TITLE
+    assert payload["decided_on"] == "2026-07-03" and payload["to_address"] == "lea@example.org"
+    assert [i["code"] for i in payload["items"]] == ["RNCP40705BC01", "RNCP40705BC02"]
+    for item in payload["items"]:
+        assert item["download_url"].startswith("http://127.0.0.1:8102/v1/attestations/")
+        assert "?token=" in item["download_url"] and "?token=" in item["credential_url"]
+    assert payload["links_expire_on"] > "2026-07-03"
+    assert mail.decision_id == "d1"
+    assert set(mail.attestation_ids) == {"AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBB"}
+    assert len(mail.delivery_key) <= 52  # the e-mail's fast writer takes headers this long
+    feed.send(recorded())  # the same decision again (a replay): nothing new
+    assert len(mails(app)) == 1
+
+
+def test_a_decision_that_revokes_and_issues_sends_two_mails(app: NotificationsApp) -> None:
+    feed = Feeder(app, app.attestations_handlers(), app.before_commit)
+    revoked = att.RevokedAttestation(
+        attestation_id="CCCCCCCCCCCCCCCCCCCCCC",
+        kind="bloc",
+        code="RNCP40705BC03",
+        title="Administrer le personnel",
+        verify_url="http://127.0.0.1:8102/v/CCCCCCCCCCCCCCCCCCCCCC",
+        reason="Erreur de report de note",
+    )
+    feed.send(recorded(decision="correction", revoked=[revoked]))
+    by_event = {n.payload["event"]: n.payload for n in mails(app)}
+    assert set(by_event) == {"issued", "revoked"}
+    (item,) = by_event["revoked"]["items"]
+    assert item["reason"] == "Erreur de report de note" and "download_url" not in item
 
 
 def test_another_centers_candidate_with_the_same_number_gets_nothing(
@@ -116,5 +128,5 @@ def test_another_centers_candidate_with_the_same_number_gets_nothing(
     from services.notifications.application import UnknownRecipient
 
     with pytest.raises(UnknownRecipient):
-        feed.send(issued(exam_center="0690002B"))
+        feed.send(recorded(exam_center="0690002B"))
     assert app.notifications_of("0690002B", "C0001") is None

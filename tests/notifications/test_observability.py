@@ -55,7 +55,7 @@ def trace_of(msg: Msg) -> tracing.TraceContext | None:
 
 
 def event_type(msg: Msg) -> str:
-    return msg.subject.split(".")[2]
+    return msg.subject.split(".")[3]  # certibloc.<service>.p<partition>.<event>.v<n>
 
 
 def scrape(url: str) -> str:
@@ -94,7 +94,7 @@ async def test_one_trace_from_the_pv_to_the_mails_and_metrics_that_move(
             headers={**auth, "traceparent": POSTED, "tracestate": "certibloc=test"},
         )
         assert posted.status_code == 201, posted.text
-    wait_for(lambda: len(notes.mails()) >= 2, timeout=60)
+    wait_for(lambda: len(notes.mails()) >= 1, timeout=60)
 
     registered = tracing.parse(REGISTERED)
     pv_trace = tracing.parse(POSTED)
@@ -108,31 +108,31 @@ async def test_one_trace_from_the_pv_to_the_mails_and_metrics_that_move(
     assert by_type["exam-center-key-issued"] == [None, None]  # stored outside any request
     (registration,) = by_type["candidate-registered"]
     assert registration is not None and registration.trace_id == registered.trace_id
-    from_pv = by_type["bloc-graded"] + by_type["bloc-validated"]
-    assert len(from_pv) == 4
+    from_pv = by_type["decision-recorded"]
+    assert len(from_pv) == 1  # one candidate in the PV: one decision
     assert {t.trace_id if t else None for t in from_pv} == {pv_trace.trace_id}
     assert {t.tracestate if t else None for t in from_pv} == {"certibloc=test"}
     request_span = {t.span_id for t in from_pv if t}
     assert len(request_span) == 1 and pv_trace.span_id not in request_span  # the server's span
 
-    # The attestations issued for it: same trace, the consumer's own spans.
+    # The two attestations issued for it, in one message: same trace, the consumer's span.
     issued = [
-        m for m in await messages(nc, "attestations") if event_type(m) == "attestation-issued"
+        m for m in await messages(nc, "attestations") if event_type(m) == "attestations-recorded"
     ]
-    assert len(issued) == 2
+    assert len(issued) == 1
     spans = [trace_of(m) for m in issued]
     assert {t.trace_id if t else None for t in spans} == {pv_trace.trace_id}
     assert not {t.span_id for t in spans if t} & (request_span | {pv_trace.span_id})
 
-    # The e-mails sent about them, recorded later by the dispatcher: still the same trace.
+    # The e-mail listing them, recorded later by the dispatcher: still the same trace.
     sent = [m for m in await messages(nc, "notifications") if event_type(m) == "notification-sent"]
-    assert len(sent) == 2
+    assert len(sent) == 1
     assert {t.trace_id if (t := trace_of(m)) else None for m in sent} == {pv_trace.trace_id}
 
     # Metrics, once every relay and consumer caught up.
     js = nc.jetstream()
     on_registry = (await js.stream_info(STREAMS["registry"])).state.messages
-    assert on_registry == len(registry_msgs) == 2 + 1 + 4
+    assert on_registry == len(registry_msgs) == 2 + 1 + 1
 
     def registry_caught_up() -> str | None:
         text = scrape(registry.url)
@@ -154,7 +154,7 @@ async def test_one_trace_from_the_pv_to_the_mails_and_metrics_that_move(
         applied = sample(text, "certibloc_consumer_events_applied_total", **consumer)
         lag = sample(text, "certibloc_consumer_lag_messages", **consumer)
         published = sample(text, "certibloc_relay_events_published_total")
-        return text if (applied, lag, published) == (on_registry, 0, 2) else None
+        return text if (applied, lag, published) == (on_registry, 0, 1) else None
 
     text = wait_for(attestations_caught_up)
     assert sample(text, "certibloc_attestations_issued_total") == 2
@@ -171,10 +171,10 @@ async def test_one_trace_from_the_pv_to_the_mails_and_metrics_that_move(
             )
         ]
         counts.append(sample(text, "certibloc_relay_events_published_total"))
-        return text if counts == [on_registry, 0, 2, 0, 2] else None
+        return text if counts == [on_registry, 0, 1, 0, 1] else None
 
     text = wait_for(notifications_caught_up)
     deliveries = "certibloc_notifications_deliveries_total"
-    assert sample(text, deliveries, channel="email", outcome="sent") == 2
+    assert sample(text, deliveries, channel="email", outcome="sent") == 1
     assert sample(text, deliveries, channel="email", outcome="failed") == 0
     assert sample(text, deliveries, channel="webhook", outcome="sent") == 0

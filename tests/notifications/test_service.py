@@ -1,5 +1,6 @@
-"""Notifications end to end: a PV becomes attestations, one e-mail each with a working
-download link, and signed webhooks to the exam center; failures are retried, then listed."""
+"""Notifications end to end: a PV becomes attestations, one e-mail per candidate listing
+them with working download links, and one signed webhook to the exam center; failures are
+retried, then listed."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def read_mail(path: Any) -> email.message.EmailMessage:
     return message
 
 
-async def test_pv_sends_one_mail_per_attestation_and_signed_webhooks(
+async def test_pv_sends_one_mail_per_candidate_and_one_signed_webhook(
     everything: tuple[Registry, Attestations, Notifications],
 ) -> None:
     registry, _, notes = everything
@@ -53,26 +54,28 @@ async def test_pv_sends_one_mail_per_attestation_and_signed_webhooks(
                 await http.post(f"{registry.url}/v1/deliberations", json=pv(lines), headers=auth)
             ).status_code == 201
 
-            await until(lambda: _count(notes.mails(), 2))
-            mails = [read_mail(p) for p in notes.mails()]
-            assert {m["To"].addresses[0].addr_spec for m in mails} == {"ines@example.org"}
-            subjects = " ".join(str(m["Subject"]) for m in mails)
-            assert "RNCP40705BC01" in subjects or "Gérer des relations" in subjects
-            text = mails[0].get_body(preferencelist=("plain",))
+            await until(lambda: _count(notes.mails(), 1))
+            (mail,) = [read_mail(p) for p in notes.mails()]
+            assert mail["To"].addresses[0].addr_spec == "ines@example.org"
+            assert "2 attestations" in str(mail["Subject"])
+            text = mail.get_body(preferencelist=("plain",))
             assert text is not None
             body = text.get_content()
             assert "Inès Durand" in body
-            link = re.search(r"(http://\S+/pdf\?token=\S+)", body)
-            assert link, body
-            pdf = await http.get(link.group(1))
-            assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-            assert len({m["Message-ID"] for m in mails}) == 2
+            assert "RNCP40705BC01" in body and "RNCP40705BC02" in body
+            links = re.findall(r"(http://\S+/pdf\?token=\S+)", body)
+            assert len(links) == 2, body
+            for link in links:
+                pdf = await http.get(link)
+                assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
-            await until(lambda: _count(receiver.verified, 2))
-            payloads = [p for items in receiver.verified.values() for p, _ in items]
-            assert {p["type"] for p in payloads} == {
-                "fr.certibloc.attestations.attestation-issued.v1"
-            }
+            await until(lambda: _count(receiver.verified, 1))
+            ((payload, _),) = [p for items in receiver.verified.values() for p in items]
+            assert payload["type"] == "fr.certibloc.attestations.attestations-recorded.v1"
+            assert sorted(a["code"] for a in payload["data"]["issued"]) == [
+                "RNCP40705BC01",
+                "RNCP40705BC02",
+            ]
             assert not receiver.rejected
 
             async def delivered() -> list[dict[str, Any]] | None:
@@ -81,7 +84,7 @@ async def test_pv_sends_one_mail_per_attestation_and_signed_webhooks(
                 )
                 items: list[dict[str, Any]] = r.json()["notifications"]
                 done = [n for n in items if n["state"] == "sent"]
-                return items if len(done) == 4 else None
+                return items if len(done) == 2 else None
 
             items = await until(delivered)
             assert {n["channel"] for n in items} == {"email", "webhook"}
@@ -91,7 +94,7 @@ async def test_pv_sends_one_mail_per_attestation_and_signed_webhooks(
 async def test_failing_webhook_is_retried_then_given_up_and_replayed(
     everything: tuple[Registry, Attestations, Notifications],
 ) -> None:
-    registry, att, notes = everything
+    registry, _, notes = everything
     receiver = Receiver(secret="", replies=FailByDefault())
     with ServedApp(receiver.app()) as hook_server:
         async with httpx.AsyncClient(timeout=30) as http:
@@ -104,23 +107,14 @@ async def test_failing_webhook_is_retried_then_given_up_and_replayed(
             lines = [x for x in full_lines("N2", "12") if x["bloc"] == "RNCP40705BC03"]
             await http.post(f"{registry.url}/v1/deliberations", json=pv(lines), headers=auth)
 
-            async def attestation_id() -> str | None:
-                r = await http.get(
-                    f"{att.url}/v1/attestations", params={"candidate_number": "N2"}, headers=auth
-                )
-                found = r.json().get("attestations") if r.status_code == 200 else None
-                return found[0]["id"] if found else None
-
-            att_id = await until(attestation_id)
-            key = f"hook:{att_id}:issued"
-
             async def gave_up() -> list[dict[str, Any]] | None:
                 r = await http.get(f"{notes.url}/v1/notifications/failed", headers=auth)
                 found: list[dict[str, Any]] = r.json()["notifications"]
                 return found or None
 
             failed = await until(gave_up, timeout=60)
-            assert failed[0]["delivery_key"] == key
+            key = failed[0]["delivery_key"]
+            assert key.startswith("hook:") and failed[0]["channel"] == "webhook"
             assert failed[0]["attempts"] == 8
             assert [h["outcome"] for h in failed[0]["history"]][-1] == "gave_up"
             receiver.replies[key] = Reply(status=200)

@@ -76,23 +76,20 @@ async def test_a_json_pv_becomes_events_on_the_stream(
     receipt = response.json()
     assert receipt["lines"] == 15 and receipt["validated"] == 13
 
-    # 2 registrations + 15 graded + 13 validated + 1 diploma
-    events = await stream_events(nc.jetstream(), 31)
+    # 2 registrations, then one decision per candidate: the unit on the wire
+    events = await stream_events(nc.jetstream(), 4)
     types = [e["type"].split(".")[3] for e in events]
-    assert types.count("candidate-registered") == 2
-    assert types.count("bloc-graded") == 15
-    assert types.count("bloc-validated") == 13
-    assert types.count("certification-awarded") == 1
-    validated = [e["data"] for e in events if e["type"].endswith("bloc-validated.v1")]
-    assert {v["candidate_number"] for v in validated} == {"C200", "C201"}
-    award = next(e["data"] for e in events if e["type"].endswith("certification-awarded.v1"))
-    assert award["average"] == "12" and award["mention"] == "assez_bien"
-    graded = [
-        e["data"]
-        for e in events
-        if e["data"].get("candidate_number") == "C201" and e["type"].endswith("bloc-graded.v1")
-    ]
-    assert {g["grade"] for g in graded} == {"9.5", "10", None}
+    assert types == ["candidate-registered"] * 2 + ["decision-recorded"] * 2
+    decisions = {e["data"]["candidate_number"]: e["data"] for e in events[2:]}
+    c200, c201 = decisions["C200"], decisions["C201"]
+    assert c200["decision"] == "deliberation" and c200["route"] == "exam"
+    assert c200["decided_on"] == "2026-07-03" and c200["session"] == "2026-06"
+    assert c200["decision_id"] == receipt["deliberation_id"]
+    assert len(c200["graded"]) == 12 and len(c200["validated"]) == 12
+    assert c200["award"]["average"] == "12" and c200["award"]["mention"] == "assez_bien"
+    assert {g["grade"] for g in c201["graded"]} == {"9.5", "10", None}
+    assert [v["bloc"] for v in c201["validated"]] == ["RNCP40705BC02"]
+    assert c201["award"] is None and not c201["withdrawn"]
     assert len({e["position"] for e in events}) == len(events)
 
     record = (await client.get("/v1/candidates/C200", headers=registry.auth())).json()
@@ -127,8 +124,8 @@ async def test_a_csv_pv_with_bom_semicolons_and_decimal_commas(
     )
     assert response.status_code == 201, response.text
     assert response.json()["validated"] == 1
-    events = await stream_events(nc.jetstream(), 1 + 3 + 1)
-    grades = [e["data"]["grade"] for e in events if e["type"].endswith("bloc-graded.v1")]
+    events = await stream_events(nc.jetstream(), 1 + 1)
+    grades = [g["grade"] for g in events[-1]["data"]["graded"]]
     assert grades == ["12.5", "9.75", None]
 
 
@@ -189,20 +186,22 @@ async def test_correction_taking_a_bloc_away_withdraws_it_and_the_diploma(
     )
     assert correction.status_code == 201, correction.text
     assert "RNCP40705BC01" not in correction.json()["acquired"]
-    events = await stream_events(nc.jetstream(), 1 + 12 + 12 + 1 + 1 + 1 + 1)
-    tail = [e["type"].split(".")[3] for e in events[-3:]]
-    assert tail == ["bloc-graded", "bloc-validation-withdrawn", "certification-award-withdrawn"]
-    regraded = events[-3]["data"]
-    assert regraded["grade"] == "8.5" and regraded["corrects"] == regraded["result_id"]
-    withdrawn = events[-2]["data"]
-    assert withdrawn["bloc"] == "RNCP40705BC01"
-    assert withdrawn["reason"].startswith("Erreur de report")
-    original = next(
-        e["data"]
-        for e in events
-        if e["type"].endswith("bloc-validated.v1") and e["data"]["bloc"] == "RNCP40705BC01"
+    events = await stream_events(nc.jetstream(), 1 + 1 + 1)
+    pv_decision, corrected = events[-2]["data"], events[-1]["data"]
+    assert (
+        corrected["decision"] == "correction"
+        and corrected["decision_id"] == (correction.json()["correction_id"])
     )
+    assert corrected["corrects"] == deliberation_id
+    assert corrected["decided_on"] == "2026-07-03"  # the jury's date, not the correction's
+    assert corrected["reason"].startswith("Erreur de report")
+    (regraded,) = corrected["graded"]
+    assert regraded["grade"] == "8.5" and regraded["corrects"] == regraded["result_id"]
+    (withdrawn,) = corrected["withdrawn"]
+    original = next(v for v in pv_decision["validated"] if v["bloc"] == "RNCP40705BC01")
+    assert withdrawn["bloc"] == "RNCP40705BC01"
     assert withdrawn["validation_id"] == original["validation_id"]
+    assert corrected["award_withdrawn"] == pv_decision["award"]["award_id"]
 
 
 async def test_vae_partial_decision_validates_exactly_the_named_blocs(
@@ -227,12 +226,12 @@ async def test_vae_partial_decision_validates_exactly_the_named_blocs(
         },
     )
     assert response.status_code == 201, response.text
-    events = await stream_events(nc.jetstream(), 1 + 1 + 2)
-    validated = [e["data"] for e in events if e["type"].endswith("bloc-validated.v1")]
-    assert sorted(v["bloc"] for v in validated) == named
-    assert {v["via"] for v in validated} == {"vae"}
-    decision = next(e["data"] for e in events if e["type"].endswith("vae-decision-recorded.v1"))
-    assert decision["decision"] == "partielle" and decision["blocs"] == named
+    events = await stream_events(nc.jetstream(), 1 + 1)
+    decision = events[-1]["data"]
+    assert decision["decision"] == "vae" and decision["route"] == "vae"
+    assert decision["vae_decision"] == "partielle" and decision["decided_on"] == "2026-05-20"
+    assert sorted(v["bloc"] for v in decision["validated"]) == named
+    assert {v["via"] for v in decision["validated"]} == {"vae"}
 
 
 async def test_vae_total_decision_awards_the_certification(
@@ -253,10 +252,10 @@ async def test_vae_total_decision_awards_the_certification(
         },
     )
     assert response.status_code == 201
-    events = await stream_events(nc.jetstream(), 1 + 1 + 12 + 1)
-    award = events[-1]
-    assert award["type"].endswith("certification-awarded.v1")
-    assert award["data"]["via"] == "vae" and award["data"]["average"] is None
+    events = await stream_events(nc.jetstream(), 1 + 1)
+    decision = events[-1]["data"]
+    assert decision["vae_decision"] == "totale" and len(decision["validated"]) == 12
+    assert decision["award"]["via"] == "vae" and decision["award"]["average"] is None
 
 
 async def test_service_probes_and_openapi(client: httpx.AsyncClient) -> None:

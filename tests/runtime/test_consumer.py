@@ -40,7 +40,9 @@ async def publish(
     for position, previous in items:
         headers = {"Nats-Msg-Id": msg_id(position)} if msg_id else None
         await js.publish(
-            f"certibloc.{service}.tick.v1", envelope(service, position, previous), headers=headers
+            f"certibloc.{service}.p0.tick.v1",
+            envelope(service, position, previous),
+            headers=headers,
         )
 
 

@@ -89,7 +89,7 @@ async def test_bad_messages_go_to_the_dead_letter_stream_and_the_chain_goes_on(
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 1000, 0))
     await js.publish(subject, b"\x00 not json at all")
     # From another source, claiming the next position: it must not move the chain.
@@ -97,7 +97,7 @@ async def test_bad_messages_go_to_the_dead_letter_stream_and_the_chain_goes_on(
     await js.publish(subject, _event(service, 2000, 1000, data={"step": "two"}))  # invalid
     # A later version of the type: skipped as forward-compatible, its position passes.
     v2 = f"fr.certibloc.{service}.tick.v2"
-    await js.publish(f"certibloc.{service}.tick.v2", _event(service, 3000, 2000, type=v2))
+    await js.publish(f"certibloc.{service}.p0.tick.v2", _event(service, 3000, 2000, type=v2))
     await js.publish(subject, envelope(service, 4000, 3000))
     app = Downstream(env=sqlite_env)
     metrics = Metrics()
@@ -135,7 +135,7 @@ async def test_a_message_its_handler_rejects_is_dead_lettered_and_the_rest_appli
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 1000, 0))
     await js.publish(subject, _event(service, 2000, 1000, data={"step": 13}))
     await js.publish(subject, envelope(service, 3000, 2000))
@@ -160,7 +160,7 @@ async def test_a_dead_letter_is_replayed_after_a_fix_once(
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 1000, 0))
     await js.publish(subject, _event(service, 2000, 1000, data={"step": "two"}))
     app = Downstream(env=sqlite_env)
@@ -198,7 +198,7 @@ async def test_a_dead_letter_copied_twice_after_a_crash_is_listed_once(
         consumer=f"D_{service}",
         stream=f"S_{service}",
         stream_sequence=7,
-        subject=f"certibloc.{service}.tick.v1",
+        subject=f"certibloc.{service}.p0.tick.v1",
     )
     app = Downstream(env=sqlite_env)
     c = _consumer(app, js, service)
@@ -227,7 +227,7 @@ async def test_the_consumer_waits_for_its_provisioning(
     task = asyncio.create_task(c.run(stop))  # retries until its consumer exists
     try:
         await provision_sample(js, service)
-        await js.publish(f"certibloc.{service}.tick.v1", envelope(service, 1000, 0))
+        await js.publish(f"certibloc.{service}.p0.tick.v1", envelope(service, 1000, 0))
         await eventually(lambda: _seen(app) == ["e1000"], 15, "the late stream's first event")
     finally:
         stop.set()
@@ -243,7 +243,7 @@ async def test_a_message_overlapping_the_chain_is_dead_lettered_not_waited_for(
     which is itself ahead of it: it is refused, out of the chain, instead of coming back
     forever."""
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 1000, 0))
     await js.publish(subject, envelope(service, 2000, 1000))
     await js.publish(subject, _event(service, 2500, 1000))  # overlaps 2000
@@ -264,7 +264,7 @@ async def test_a_first_delivery_of_a_passed_position_is_counted_and_logged(
     """Acknowledged without effect, as every redelivery, but never silently: it is a copy
     published again, or a producer declaring positions it should not."""
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 1000, 0))
     await js.publish(subject, envelope(service, 2000, 1000))
     app = Downstream(env=sqlite_env)
@@ -289,7 +289,7 @@ async def test_a_consumer_waiting_too_long_says_so_and_clears_when_it_moves(
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 2000, 1000))  # its predecessor is missing
     app = Downstream(env=sqlite_env)
     metrics = Metrics()
@@ -312,7 +312,7 @@ async def test_a_handler_that_keeps_failing_makes_the_consumer_stuck(
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
     js, service = await setup(nc)
-    await js.publish(f"certibloc.{service}.tick.v1", envelope(service, 1000, 0))
+    await js.publish(f"certibloc.{service}.p0.tick.v1", envelope(service, 1000, 0))
     app = Downstream(env=sqlite_env)
     model = tick_of(service)
 
@@ -340,7 +340,7 @@ async def test_rejections_end_the_batch_so_a_flood_of_them_costs_linear_work(
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     n = 40
     for p in range(1, n + 1):
         step = 13 if p % 2 == 0 else 100 + p  # every other one is refused by its handler
@@ -379,7 +379,7 @@ async def test_a_message_is_replayed_once_however_many_copies_the_stream_holds(
     nc: Client, sqlite_env: dict[str, str]
 ) -> None:
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 1000, 0))
     await js.publish(subject, _event(service, 2000, 1000, data={"step": "two"}))
     app = Downstream(env=sqlite_env)
@@ -391,7 +391,7 @@ async def test_a_message_is_replayed_once_however_many_copies_the_stream_holds(
     headers = {**first.headers, "Nats-Msg-Id": "another-copy"}
     await js.publish(
         first.headers["Certibloc-Dead-Subject"].replace(
-            f"certibloc.{service}.tick.v1", f"certibloc.deadletter.down{service}.D_{service}"
+            f"certibloc.{service}.p0.tick.v1", f"certibloc.deadletter.down{service}.D_{service}"
         ),
         first.payload,
         headers=headers,
@@ -416,7 +416,7 @@ async def test_a_message_that_filled_the_bus_is_dead_lettered_cut_and_the_connec
     limit would not fit beside the dead-letter headers (and the server would close the
     connection); it is cut to fit, and says so."""
     js, service = await setup(nc)
-    subject = f"certibloc.{service}.tick.v1"
+    subject = f"certibloc.{service}.p0.tick.v1"
     await js.publish(subject, envelope(service, 1000, 0))
     await js.publish(subject, b"x" * (nc.max_payload - 64))
     await js.publish(subject, envelope(service, 2000, 1000))

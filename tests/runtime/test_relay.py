@@ -84,16 +84,16 @@ async def test_relay_crash_between_publish_and_position_republishes_without_dupl
         batch_size=25,
     )
     recorder = app.process_recorder
-    real_insert = recorder.insert_tracking
+    real_record = app.record_positions
     calls = {"n": 0}
 
-    def dying_insert(tracking: Any) -> None:
+    def dying_record(trackings: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 3:
             raise ConnectionError("relay killed")
-        real_insert(tracking)
+        real_record(trackings)
 
-    monkeypatch.setattr(recorder, "insert_tracking", dying_insert)
+    monkeypatch.setattr(app, "record_positions", dying_record)
 
     async def relay_all() -> None:
         while await first.relay_once():
@@ -101,7 +101,7 @@ async def test_relay_crash_between_publish_and_position_republishes_without_dupl
 
     with pytest.raises(ConnectionError):
         await relay_all()
-    monkeypatch.setattr(recorder, "insert_tracking", real_insert)
+    monkeypatch.setattr(app, "record_positions", real_record)
     stored = recorder.max_tracking_id(first.tracking_name)
     assert stored is not None
 

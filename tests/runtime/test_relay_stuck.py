@@ -179,8 +179,8 @@ async def test_garbage_at_the_end_of_the_stream_does_not_stop_the_relay(
 
     _save(app, "a")
     await relay().relay_once()
-    await js.publish(f"certibloc.{service}.tick.v1", b"\xff{not a cloudevent")
-    await js.publish(f"certibloc.{service}.tick.v1", b'{"source": "/certibloc/other"}')
+    await js.publish(f"certibloc.{service}.p0.tick.v1", b"\xff{not a cloudevent")
+    await js.publish(f"certibloc.{service}.p0.tick.v1", b'{"source": "/certibloc/other"}')
     _save(app, "b")
     restarted = relay()
     while await restarted.relay_once():

@@ -280,7 +280,7 @@ async def test_each_message_of_a_batch_is_handled_in_a_child_span_of_its_own_tra
     traces = [tracing.new_trace() for _ in range(3)]
     for k, ctx in enumerate(traces):
         await js.publish(
-            f"certibloc.{service}.tick.v1",
+            f"certibloc.{service}.p0.tick.v1",
             envelope(service, (k + 1) * 1000, k * 1000),
             headers={"traceparent": ctx.traceparent},
         )
@@ -288,10 +288,10 @@ async def test_each_message_of_a_batch_is_handled_in_a_child_span_of_its_own_tra
     in_envelope = tracing.new_trace()
     body = orjson.loads(envelope(service, 4000, 3000))
     await js.publish(
-        f"certibloc.{service}.tick.v1",
+        f"certibloc.{service}.p0.tick.v1",
         orjson.dumps({**body, "traceparent": in_envelope.traceparent}),
     )
-    await js.publish(f"certibloc.{service}.tick.v1", envelope(service, 5000, 4000))
+    await js.publish(f"certibloc.{service}.p0.tick.v1", envelope(service, 5000, 4000))
     app = Downstream(env=sqlite_env)
     consumer = EventConsumer(
         app,

@@ -113,6 +113,7 @@ class NatsServer(Stoppable):
     port: int = 0
     credentials: Path | None = None
     max_payload: int = natsauth.DEFAULT_MAX_PAYLOAD
+    partitions: int = 1  # of every stream; the services must be given the same
     provisioned: bool = True  # streams and consumers created at the first start, as make run does
     process: subprocess.Popen[bytes] | None = None
 
@@ -130,12 +131,20 @@ class NatsServer(Stoppable):
     @property
     def env(self) -> dict[str, str]:
         """What a service process needs to reach this server as itself."""
-        return {"CERTIBLOC_NATS_URL": self.url, CREDENTIALS_ENV: str(self.credentials_dir)}
+        return {
+            "CERTIBLOC_NATS_URL": self.url,
+            CREDENTIALS_ENV: str(self.credentials_dir),
+            "CERTIBLOC_PARTITIONS": str(self.partitions),
+        }
 
     @property
     def settings(self) -> dict[str, Any]:
         """The same, as settings fields."""
-        return {"nats_url": self.url, "nats_credentials_dir": self.credentials_dir}
+        return {
+            "nats_url": self.url,
+            "nats_credentials_dir": self.credentials_dir,
+            "partitions": self.partitions,
+        }
 
     def seed(self, user: str = natsauth.OPERATOR) -> Path:
         return natsauth.seed_file(self.credentials_dir, user)
@@ -161,6 +170,7 @@ class NatsServer(Stoppable):
                 store_dir=self.store,
                 nkeys_by_user=keys,
                 max_payload=self.max_payload,
+                partitions=self.partitions,
             )
         )
         log = (self.store / "nats.log").open("ab")
@@ -176,10 +186,18 @@ class NatsServer(Stoppable):
     def provision(self, replicas: int = 1) -> None:
         """What ``make run`` does as NATS comes up: every stream and durable consumer, with
         the provisioner's key (in a thread: callers may be inside an event loop)."""
-        provision_bus(self.url, self.seed(natsauth.PROVISIONER), replicas, self.max_payload)
+        provision_bus(
+            self.url, self.seed(natsauth.PROVISIONER), replicas, self.max_payload, self.partitions
+        )
 
 
-def provision_bus(url: str, seed: Path, replicas: int = 1, max_msg_size: int = 1024 * 1024) -> None:
+def provision_bus(
+    url: str,
+    seed: Path,
+    replicas: int = 1,
+    max_msg_size: int = 1024 * 1024,
+    partitions: int = 1,
+) -> None:
     async def run() -> None:
         nc = await nats.connect(
             server_urls(url),
@@ -187,7 +205,8 @@ def provision_bus(url: str, seed: Path, replicas: int = 1, max_msg_size: int = 1
             inbox_prefix=natsauth.inbox_prefix(natsauth.PROVISIONER),
         )
         try:
-            await provision(nc.jetstream(), Topology(replicas, min(max_msg_size, nc.max_payload)))
+            topology = Topology(replicas, min(max_msg_size, nc.max_payload), partitions)
+            await provision(nc.jetstream(), topology)
         finally:
             await nc.close()
 

@@ -55,6 +55,12 @@ class System:
     work: Path
     postgres: Postgres | None = None  # None: each service on its own SQLite file
     settings: dict[str, str] = field(default_factory=dict)  # extra env for every service
+    partitions: int = 1  # of every stream
+    # Consumer replicas of a service (attestations, notifications): each its own process on
+    # its own port, sharing the service's store, applying every partition p with
+    # p % count == its index; only the first runs the relay (the default).
+    # Named "<service>#<index>".
+    replicas: dict[str, int] = field(default_factory=dict)
     nats: NatsServer = field(init=False)
     sink: SmtpSinkProcess = field(init=False)
     services: dict[str, ServiceProcess] = field(init=False, default_factory=dict)
@@ -62,7 +68,7 @@ class System:
 
     def __post_init__(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        self.nats = NatsServer(store=self.work / "nats")
+        self.nats = NatsServer(store=self.work / "nats", partitions=self.partitions)
         self.sink = SmtpSinkProcess(self.work / "mail", self.work / "smtp-sink.log")
 
     @property
@@ -97,16 +103,26 @@ class System:
         registry, self.key = registry_process(self.work, self.nats.url, **common)
         self.services["registry"] = registry
         for name in ("attestations", "notifications"):
-            env = {
-                **common,
-                "CERTIBLOC_VAR_DIR": str(self.work / name),
-                f"{name.upper()}_PORT": str(ports[name]),
-            }
-            self.services[name] = ServiceProcess(
-                f"services.{name}", ports[name], env, self.work / f"{name}.log"
-            )
+            count = self.replicas.get(name, 1)
+            for index in range(count):
+                port = ports[name] if index == 0 else free_port()
+                prefix = name.upper()
+                env = {
+                    **common,
+                    "CERTIBLOC_VAR_DIR": str(self.work / name),
+                    f"{prefix}_PORT": str(port),
+                    f"{prefix}_REPLICA_INDEX": str(index),
+                    f"{prefix}_REPLICA_COUNT": str(count),
+                }
+                label = name if index == 0 else f"{name}#{index}"
+                self.services[label] = ServiceProcess(
+                    f"services.{name}", port, env, self.work / f"{label}.log"
+                )
         for process in self.services.values():
             process.start()
+
+    def replicas_of(self, service: str) -> list[ServiceProcess]:
+        return [p for label, p in self.services.items() if label.split("#")[0] == service]
 
     def kill(self, name: str) -> None:
         """SIGKILL one process: a service, ``nats`` or ``smtp``."""

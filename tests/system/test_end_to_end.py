@@ -1,11 +1,10 @@
 """The three services as separate processes on a real nats-server, with the dev SMTP sink as a
-process too: a PV in, valid attestations at /v/{id}, one e-mail each with a working link,
-signed webhooks; a correction revokes; a partial VAE decision attests exactly its blocs."""
+process too: a PV in, valid attestations at /v/{id}, one e-mail per candidate's decision listing
+them with working links, one signed webhook per decision; a correction revokes and re-awards; a
+partial VAE decision attests exactly its blocs."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import re
 from collections.abc import Awaitable, Iterator
 from email.message import EmailMessage
@@ -18,6 +17,7 @@ import pytest
 from services.notifications.sink import receptions
 from tests.notifications.test_webhooks import Receiver
 from tests.registry.harness import JURY, candidate, full_lines, pv
+from tests.support.mailbox import attestation_ids, delivery_key, mails, text_of
 from tests.support.processes import ServedApp, eventually
 from tests.support.system import System
 
@@ -28,17 +28,12 @@ def system(tmp_path: Path) -> Iterator[System]:
         yield running
 
 
-def mails(directory: Path) -> list[EmailMessage]:
-    found = []
-    for path in sorted(directory.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        found.append(message)
-    return found
-
-
 def mails_about(directory: Path, what: str) -> list[EmailMessage]:
-    return [m for m in mails(directory) if str(m["X-Certibloc-Delivery-Key"]).endswith(what)]
+    return [m for m in mails(directory) if delivery_key(m).endswith(what)]
+
+
+def hook_payloads(receiver: Receiver) -> list[dict[str, Any]]:
+    return [p for v in receiver.verified.values() for p, _ in v]
 
 
 async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
@@ -90,24 +85,28 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             assert "Inès Durand" in page.text
             assert bc01["verify_url"].startswith(att)
 
-            # One e-mail per attestation, each with a personal link that downloads the PDF.
-            await eventually(lambda: len(mails(system.mail_dir)) >= 13)
+            # One e-mail for the decision, listing the 13 attestations, each with a personal
+            # link that downloads its PDF.
+            await eventually(lambda: len(mails(system.mail_dir)) >= 1)
             sent = mails(system.mail_dir)
-            assert len(sent) == 13 and len({m["Message-ID"] for m in sent}) == 13
-            assert {m["To"].addresses[0].addr_spec for m in sent} == {"ines@example.org"}
-            text = sent[0].get_body(preferencelist=("plain",))
-            assert isinstance(text, EmailMessage)
-            link = re.search(r"(http://\S+/pdf\?token=\S+)", text.get_content())
-            assert link
-            pdf = await http.get(link.group(1))
+            assert len(sent) == 1
+            assert sent[0]["To"].addresses[0].addr_spec == "ines@example.org"
+            assert sorted(attestation_ids(sent[0])) == sorted(
+                a["verify_url"].rsplit("/", 1)[1] for a in issued
+            )
+            links = re.findall(r"(http://\S+/pdf\?token=\S+)", text_of(sent[0]))
+            assert len(links) == 13
+            pdf = await http.get(links[0])
             assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
-            # Signed webhooks, verified by an independent Standard Webhooks implementation.
-            await eventually(lambda: len(receiver.verified) >= 13)
+            # One signed webhook for the decision, verified by an independent Standard
+            # Webhooks implementation, listing the same 13 attestations.
+            await eventually(lambda: len(receiver.verified) >= 1)
             assert not receiver.rejected
-            assert {p["type"] for v in receiver.verified.values() for p, _ in v} == {
-                "fr.certibloc.attestations.attestation-issued.v1"
-            }
+            (hook,) = hook_payloads(receiver)
+            assert hook["type"] == "fr.certibloc.attestations.attestations-recorded.v1"
+            assert hook["data"]["decision"] == "deliberation"
+            assert len(hook["data"]["issued"]) == 13 and hook["data"]["revoked"] == []
 
             # A correction takes BC01 away: its attestation and the diploma's are revoked,
             # and the candidate is told about each.
@@ -132,16 +131,26 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             diploma = next(a for a in issued if a["kind"] == "certification")
             await eventually(lambda: _is(status(diploma["verify_url"]), "revoked"))
             assert "Attestation révoquée" in (await http.get(bc01["verify_url"])).text
-            await eventually(lambda: len(mails_about(system.mail_dir, ":revoked")) == 2)
-            # The average still passes without BC01: the diploma is awarded again, on the
-            # corrected grades, under a new attestation.
+            # The correction is one decision: one e-mail for what it revoked (both), one for
+            # what it issued. The average still passes without BC01: the diploma is awarded
+            # again, on the corrected grades, under a new attestation.
+            await eventually(lambda: len(mails_about(system.mail_dir, ":revoked")) == 1)
+            (revoked_mail,) = mails_about(system.mail_dir, ":revoked")
+            assert sorted(attestation_ids(revoked_mail)) == sorted(
+                a["verify_url"].rsplit("/", 1)[1] for a in (bc01, diploma)
+            )
             now = await eventually(lambda: attestations("E1", 14))
             assert len(now) == 14
             diplomas = [a for a in now if a["kind"] == "certification"]
             assert len(diplomas) == 2
             renewed = next(a for a in diplomas if a["id"] != diploma["id"])
             assert await status(renewed["verify_url"]) == "valid"
-            await eventually(lambda: len(receiver.verified) >= 16)  # 14 issued + 2 revoked
+            await eventually(lambda: len(mails_about(system.mail_dir, ":issued")) == 2)
+            await eventually(lambda: len(receiver.verified) >= 2)
+            corrected = hook_payloads(receiver)[1]["data"]
+            assert corrected["decision"] == "correction"
+            assert [a["code"] for a in corrected["issued"]] == ["RNCP40705"]
+            assert sorted(a["code"] for a in corrected["revoked"]) == ["RNCP40705", "RNCP40705BC01"]
 
             # A partial VAE decision: attestations for exactly the named blocs.
             named = ["RNCP40705BC04", "RNCP40705BC07"]
@@ -160,12 +169,12 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             assert decision.status_code == 201, decision.text
             vae = await eventually(lambda: attestations("V1", 2))
             assert sorted(a["code"] for a in vae) == named
-            await eventually(lambda: len(mails(system.mail_dir)) >= 18)
-            # One e-mail per attestation event: 14 + 2 issued, 2 revoked; nothing twice.
+            # One e-mail and one webhook per decision and kind: nothing twice.
+            await eventually(lambda: len(mails(system.mail_dir)) >= 4)
             final = mails(system.mail_dir)
-            assert len(final) == 18 and len({m["Message-ID"] for m in final}) == 18
-            await eventually(lambda: len(receiver.verified) >= 18)
-            assert len(receiver.verified) == 18
+            assert len(final) == 4 and len({m["Message-ID"] for m in final}) == 4
+            await eventually(lambda: len(receiver.verified) >= 3)
+            assert len(receiver.verified) == 3
             assert all(len(v) == 1 for v in receiver.verified.values())
             assert set(receptions(system.mail_dir).values()) == {1}  # none sent twice
 

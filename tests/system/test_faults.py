@@ -1,6 +1,7 @@
 """Fault tests: while a 2,000-line PV flows through the three services (separate processes),
 one of them — or nats-server — is killed with SIGKILL at a random point and restarted. In the
-end every validated bloc has exactly one attestation and every attestation exactly one e-mail.
+end every validated bloc has exactly one attestation, every candidate exactly one e-mail, and
+every attestation is listed in exactly one of them.
 
 The kill point is drawn from a seeded generator (``CERTIBLOC_FAULT_SEED`` to replay one); the
 seed and the point are printed, so a failure can be reproduced.
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -29,13 +28,14 @@ from nats.js.errors import NotFoundError
 from contracts.subjects import STREAMS
 from services.notifications.sink import message_count, receptions
 from tests.registry.harness import candidate, pv
+from tests.support.mailbox import delivery_keys, mailed_attestations
 from tests.support.processes import eventually
 from tests.support.system import System
 
 CANDIDATES = 200
 BLOCS = 10  # 10 of the 12 blocs: no diploma, so one attestation per line
 LINES = CANDIDATES * BLOCS
-ISSUED = "fr.certibloc.attestations.attestation-issued.v1"
+RECORDED = "fr.certibloc.attestations.attestations-recorded.v1"
 DISPATCH_CONCURRENCY = 16
 SEED = int(os.environ.get("CERTIBLOC_FAULT_SEED", "20261126"))
 
@@ -90,7 +90,7 @@ async def settled(js: JetStreamContext) -> bool:
     return True
 
 
-async def issued_events(js: JetStreamContext) -> list[dict[str, Any]]:
+async def recorded_events(js: JetStreamContext) -> list[dict[str, Any]]:
     expected = await stream_messages(js, STREAMS["attestations"])
     sub = await js.subscribe(
         "certibloc.attestations.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
@@ -99,19 +99,11 @@ async def issued_events(js: JetStreamContext) -> list[dict[str, Any]]:
     try:
         for _ in range(expected):
             event = orjson.loads((await sub.next_msg(timeout=10)).data)
-            if event["type"] == ISSUED:
+            if event["type"] == RECORDED:
                 out.append(event["data"])
     finally:
         await sub.unsubscribe()
     return out
-
-
-def delivery_keys(mail_dir: Path) -> list[str]:
-    keys = []
-    for path in mail_dir.glob("*.eml"):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        keys.append(str(message["X-Certibloc-Delivery-Key"]))
-    return keys
 
 
 @pytest.mark.parametrize("victim", ["registry", "attestations", "notifications", "nats"])
@@ -122,27 +114,37 @@ async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
     settings = {
         "NOTIFICATIONS_CLAIM_TIMEOUT": "3",  # a killed sender's claims are retaken soon
         "NOTIFICATIONS_DISPATCH_CONCURRENCY": str(DISPATCH_CONCURRENCY),
+        # Batches smaller than in production (500 fetched, 100 published), so that the
+        # 200 decisions take several and a kill can fall between or within any of them.
+        **{
+            f"{service}_{knob}": "16"
+            for service in ("REGISTRY", "ATTESTATIONS", "NOTIFICATIONS")
+            for knob in ("CONSUMER_BATCH", "RELAY_BATCH")
+        },
     }
     with System(tmp_path / "system", settings=settings) as system:
         nc = await system.nats.connect(max_reconnect_attempts=-1)
         js = nc.jetstream()
         try:
-            # Where to strike: part-way through what the victim does for this PV.
-            registry_events = 2 * LINES + CANDIDATES  # graded + validated per line, registered
+            # Where to strike: part-way through what the victim does for this PV. The
+            # registry publishes one registration and one decision per candidate; the
+            # attestations service one message and the notifications service one e-mail per
+            # candidate's decision.
+            registry_events = 2 * CANDIDATES
             progress: Callable[[], Awaitable[int]]
-            total = registry_events if victim == "registry" else LINES
+            total = registry_events if victim == "registry" else CANDIDATES
             if victim == "registry":
-                threshold = rng.randint(CANDIDATES + 200, registry_events * 3 // 4)
+                threshold = rng.randint(CANDIDATES + 1, CANDIDATES + CANDIDATES * 3 // 4)
 
                 async def progress() -> int:
                     return await stream_messages(js, STREAMS["registry"])
             elif victim == "notifications":
-                threshold = rng.randint(LINES // 20, LINES * 3 // 4)
+                threshold = rng.randint(CANDIDATES // 20, CANDIDATES * 3 // 4)
 
                 async def progress() -> int:
                     return message_count(system.mail_dir)
             else:
-                threshold = rng.randint(LINES // 20, LINES * 3 // 4)
+                threshold = rng.randint(CANDIDATES // 20, CANDIDATES * 3 // 4)
 
                 async def progress() -> int:
                     return await stream_messages(js, STREAMS["attestations"])
@@ -163,18 +165,26 @@ async def test_sigkill_at_a_random_point_loses_and_doubles_nothing(
 
             async def done() -> bool:
                 mails = message_count(system.mail_dir)
-                issued = await stream_messages(js, STREAMS["attestations"])
-                return mails >= LINES and issued >= LINES and await settled(js)
+                recorded = await stream_messages(js, STREAMS["attestations"])
+                return mails >= CANDIDATES and recorded >= CANDIDATES and await settled(js)
 
             await eventually(done, 120, "every attestation issued and mailed")
             assert killed_at < total, "the kill came after the work was done"
 
-            issued = await issued_events(js)
-            blocs = {(a["candidate_number"], a["code"]) for a in issued}
-            assert len(issued) == LINES, "one attestation-issued event per validated bloc"
-            assert len(blocs) == LINES and len({a["attestation_id"] for a in issued}) == LINES
+            recorded = await recorded_events(js)
+            assert len(recorded) == CANDIDATES, "one message per candidate's decision"
+            assert len({(r["exam_center"], r["candidate_number"]) for r in recorded}) == CANDIDATES
+            issued = [a for r in recorded for a in r["issued"]]
+            ids = {a["attestation_id"] for a in issued}
+            assert len(issued) == LINES and len(ids) == LINES, "one attestation per bloc"
+            assert {a["code"] for r in recorded for a in r["issued"]} == {
+                f"RNCP40705BC{b:02d}" for b in range(1, BLOCS + 1)
+            }
+            # One e-mail per candidate; every attestation in exactly one of them.
             keys = delivery_keys(system.mail_dir)
-            assert sorted(keys) == sorted(f"mail:{a['attestation_id']}:issued" for a in issued)
+            assert len(keys) == CANDIDATES and all(k.endswith(":issued") for k in keys)
+            mailed = mailed_attestations(system.mail_dir)
+            assert set(mailed) == ids and set(mailed.values()) == {1}
             # Each e-mail received once; only those in flight when the notifications service
             # died may be sent again (same Message-ID, recognised by the receiver).
             counts = receptions(system.mail_dir)

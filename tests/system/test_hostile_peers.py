@@ -3,7 +3,7 @@ processes, on a nats-server with the services' authorization).
 
 Only the registry's NKey may publish on ``certibloc.registry.>``: we use it, as a
 compromised or buggy registry would, to publish a message that is not a CloudEvent and a
-``bloc-validated`` that claims another source. Both consumers of that stream dead-letter both
+``decision-recorded`` that claims another source. Both consumers of that stream dead-letter both
 (the forged one issues no attestation), the operator command lists them, and the next PV
 still gives its attestations and its e-mails, whose text names the certification by its title
 from the referential.
@@ -12,13 +12,10 @@ from the referential.
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +24,11 @@ import orjson
 import pytest
 
 from contracts.referential import load_certification
+from contracts.subjects import subject_for
 from services.runtime import deadletters
 from tests.registry.harness import candidate, pv
 from tests.runtime.test_metrics import sample
+from tests.support.mailbox import mails, text_of
 from tests.support.processes import eventually
 from tests.support.system import System
 
@@ -42,40 +41,43 @@ def system(tmp_path: Path) -> Iterator[System]:
         yield running
 
 
-def _forged_bloc_validated(number: str) -> bytes:
+DECISION = "fr.certibloc.registry.decision-recorded.v1"
+
+
+def _forged_decision(number: str) -> bytes:
     return orjson.dumps(
         {
             "specversion": "1.0",
             "id": "forged-1",
             "source": "/certibloc/attacker",
-            "type": "fr.certibloc.registry.bloc-validated.v1",
+            "type": DECISION,
             "time": "2026-07-03T10:00:00+00:00",
             "datacontenttype": "application/json",
             "position": 999_999_000,
             "previous": 0,
             "data": {
-                "validation_id": "forged-validation",
+                "decision_id": "forged-decision",
+                "decision": "vae",
                 "candidate_number": number,
-                "certification": "RNCP40705",
-                "bloc": "RNCP40705BC05",
-                "optional": False,
-                "via": "vae",
-                "validated_on": "2026-07-03",
-                "source_id": "forged",
                 "exam_center": CENTER,
+                "certification": "RNCP40705",
                 "access_route": "formation_continue",
+                "route": "vae",
+                "decided_on": "2026-07-03",
+                "vae_decision": "partielle",
+                "validated": [
+                    {
+                        "validation_id": "forged-validation",
+                        "bloc": "RNCP40705BC05",
+                        "optional": False,
+                        "via": "vae",
+                        "validated_on": "2026-07-03",
+                        "source_id": "forged-decision",
+                    }
+                ],
             },
         }
     )
-
-
-def _mails(directory: Path) -> list[EmailMessage]:
-    found = []
-    for path in sorted(directory.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        found.append(message)
-    return found
 
 
 async def test_garbage_and_forged_messages_are_dead_lettered_and_the_next_pv_flows(
@@ -89,8 +91,9 @@ async def test_garbage_and_forged_messages_are_dead_lettered_and_the_next_pv_flo
         as_registry = await system.nats.connect("registry")
         try:
             js = as_registry.jetstream()
-            await js.publish("certibloc.registry.bloc-validated.v1", b"\xff{not a cloudevent")
-            await js.publish("certibloc.registry.bloc-validated.v1", _forged_bloc_validated("H1"))
+            subject = subject_for(DECISION)
+            await js.publish(subject, b"\xff{not a cloudevent")
+            await js.publish(subject, _forged_decision("H1"))
         finally:
             await as_registry.close()
 
@@ -112,7 +115,7 @@ async def test_garbage_and_forged_messages_are_dead_lettered_and_the_next_pv_flo
 
         issued = await eventually(attested, 30, "the PV's attestations")
         assert sorted(a["code"] for a in issued) == ["RNCP40705BC01", "RNCP40705BC02"]
-        await eventually(lambda: len(_mails(system.mail_dir)) >= 2, 30, "the PV's e-mails")
+        await eventually(lambda: len(mails(system.mail_dir)) >= 1, 30, "the PV's e-mail")
 
         # Both consumers of the registry's stream refused both, each in its own stream.
         observer = await system.nats.connect()
@@ -153,8 +156,7 @@ async def test_garbage_and_forged_messages_are_dead_lettered_and_the_next_pv_flo
 
     # The e-mail names the certification by its title (it used to print its code).
     title = load_certification("RNCP40705").title
-    body = _mails(system.mail_dir)[0].get_body(preferencelist=("plain",))
-    assert isinstance(body, EmailMessage)
-    text = " ".join(body.get_content().split())
+    (mail,) = mails(system.mail_dir)
+    text = " ".join(text_of(mail).split())
     assert f"de la certification « {title} »" in text
     assert "« RNCP40705 »" not in text

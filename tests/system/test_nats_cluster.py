@@ -19,8 +19,6 @@ killed node is then restarted and must catch up from the survivors.
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -42,12 +40,13 @@ from services.runtime.natsauth import OPERATOR, inbox_prefix, seed_file
 from tests.notifications.harness import serve_all
 from tests.registry.harness import CENTER_A, post_cohort
 from tests.support.cluster import NatsCluster, credentials_dir
+from tests.support.mailbox import delivery_keys, mailed_attestations
 from tests.support.processes import NatsServer, eventually, free_port
 
-CANDIDATES = 100
+CANDIDATES = 200
 BLOCS = 3
-EXPECTED = CANDIDATES * BLOCS  # continuing education: one attestation per validated bloc
-ISSUED = "fr.certibloc.attestations.attestation-issued.v1"
+EXPECTED = CANDIDATES  # one e-mail per candidate, listing one attestation per validated bloc
+RECORDED = "fr.certibloc.attestations.attestations-recorded.v1"
 T = TypeVar("T")
 BUDGET = 55.0  # seconds, for the whole test
 
@@ -89,14 +88,6 @@ async def check_stream(js: JetStreamContext, service: str, deadline: float) -> l
     previous = {e["position"]: e["previous"] for e in events}
     assert [previous[p] for p in positions] == [0, *positions[:-1]], "the chain has a gap"
     return events
-
-
-def delivery_keys(mail_dir: Path) -> Counter[str]:
-    keys: Counter[str] = Counter()
-    for path in mail_dir.glob("*.eml"):
-        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        keys[str(message["X-Certibloc-Delivery-Key"])] += 1
-    return keys
 
 
 def stream_detail(cluster: NatsCluster, node: int) -> dict[str, dict[str, Any]]:
@@ -166,13 +157,15 @@ async def test_losing_one_node_of_three_mid_run_loses_nothing(
                         f"RNCP40705BC{b:02d}" for b in range(1, BLOCS + 1)
                     ]
                     issued.extend(a.public_id for a in mine)
-                assert len(set(issued)) == EXPECTED
+                assert len(set(issued)) == CANDIDATES * BLOCS
 
                 # Streams: still R3, no gap, no duplicate; every consumer reached their end.
                 reg_events = await check_stream(js, "registry", deadline)
                 att_events = await check_stream(js, "attestations", deadline)
                 await check_stream(js, "notifications", deadline)
-                on_stream = [e["data"]["attestation_id"] for e in att_events if e["type"] == ISSUED]
+                recorded_events = [e["data"] for e in att_events if e["type"] == RECORDED]
+                assert len(recorded_events) == CANDIDATES  # one per candidate's decision
+                on_stream = [a["attestation_id"] for r in recorded_events for a in r["issued"]]
                 assert sorted(on_stream) == sorted(issued)
                 reg_end = max(e["position"] for e in reg_events)
                 att_end = max(e["position"] for e in att_events)
@@ -190,12 +183,14 @@ async def test_losing_one_node_of_three_mid_run_loses_nothing(
                     notifications_caught_up, deadline - time.monotonic(), "notifications' consumers"
                 )
 
-                # Exactly one e-mail per attestation, each received once (the sink's journal
-                # counts receptions; a resend would replace the file but add a line).
+                # Exactly one e-mail per candidate, each received once (the sink's journal
+                # counts receptions; a resend would replace the file but add a line), and
+                # every attestation listed in exactly one.
                 keys = delivery_keys(notifications.mail_dir)
                 assert message_count(notifications.mail_dir) == EXPECTED
                 assert set(receptions(notifications.mail_dir).values()) == {1}
-                assert keys == Counter(f"mail:{a}:issued" for a in issued)
+                assert len(keys) == EXPECTED and set(keys.values()) == {1}
+                assert mailed_attestations(notifications.mail_dir) == Counter(issued)
 
                 # The killed node comes back and catches up from the survivors.
                 cluster.start(victim)
