@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export CERTIBLOC_VAR_DIR ?= var
 export CERTIBLOC_NATS_URL ?= nats://127.0.0.1:4250
+export CERTIBLOC_PARTITIONS ?= 1
 
 .PHONY: install run demo test lint typecheck check schemas bench bench-system bench-all bench-registry bench-attestations bench-notifications clean
 

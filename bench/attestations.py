@@ -5,9 +5,10 @@
     python -m bench.attestations pdf --runs 3           # (c) PDF first and cached download
 
 (a) The registry first turns a 10,000-line PV (1,000 continuing-education candidates x 10
-blocs, all >= 10) into 10,000 bloc-validated events on its stream; only then does the
-attestations service start, and the clock runs until all 10,000 attestations are signed and
-stored (counted in its store) and until their attestation-issued events are on its stream.
+blocs, all >= 10) into 1,000 decision-recorded events (10 validated blocs each) on its stream;
+only then does the attestations service start, and the clock runs until all 10,000
+attestations are signed and stored (counted in its store) and until the 1,000
+attestations-recorded messages (one per decision) are on its stream.
 (b) wrk on loopback, 50 connections, against the service run with 2 uvicorn workers.
 """
 
@@ -90,7 +91,7 @@ async def _fill_registry(work: Path, bus: NatsServer, candidates: int, blocs: in
         auth = {"Authorization": f"Bearer {key}"}
         await post_cohort(registry.url, auth, "A", candidates, blocs, grade="12,5")
         nc = await bus.connect()
-        expected = 1 + candidates + 2 * candidates * blocs
+        expected = 1 + 2 * candidates  # the center's key, registrations, decisions
         while await _stream_count(nc.jetstream(), STREAMS["registry"]) < expected:
             await asyncio.sleep(0.05)
         await nc.close()
@@ -151,7 +152,7 @@ async def issuance_run(work: Path, candidates: int, blocs: int) -> dict[str, flo
                 await asyncio.sleep(0.02)
             stored = time.perf_counter()
             assert _count_issued(db) == expected, "not every attestation was issued"
-            while await _stream_count(nc.jetstream(), STREAMS["attestations"]) < expected:
+            while await _stream_count(nc.jetstream(), STREAMS["attestations"]) < candidates:
                 await asyncio.sleep(0.02)
             published = time.perf_counter()
             rss = service.peak_rss_bytes() / 2**20

@@ -2,10 +2,11 @@
 
     python -m bench.smtp_rate [--messages 5000] [--size 8] [--runs 3] [--in-process]
 
-The messages (attestation e-mails, ~6 kB each) are composed beforehand; a run is: a fresh pool,
-every message sent concurrently, until the sink has stored them all (one .eml file each). The
-sink runs in its own process, as in dev (``--in-process``: in a thread of this process, as in
-the tests, which then share one GIL with the sender).
+The messages (one candidate's deliberation e-mail each, listing ten blocs, ~24 kB) are
+rendered beforehand as the dispatcher renders them; a run is: a fresh pool, every message sent
+concurrently, until the sink has stored them all (one .eml file each). The sink runs in its own
+process, as in dev (``--in-process``: in a thread of this process, as in the tests, which then
+share one GIL with the sender).
 """
 
 from __future__ import annotations
@@ -23,45 +24,60 @@ from email.message import EmailMessage
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from services.notifications.email import AttestationMail, compose, template_environment
+from services.notifications.email import (
+    AttestationsMail,
+    MailItem,
+    render,
+    template_environment,
+)
 from services.notifications.sink import message_count, serve_forever, start_sink
 from services.notifications.smtp import SmtpPool, SmtpSettings
+from services.notifications.wire import WireMail
 from services.runtime import tokens
 
 BASE = "http://127.0.0.1:8102"
-MAIL = AttestationMail(
+# One candidate's deliberation: the e-mail lists ten blocs, as for a 10-bloc PV line set.
+BLOC_TITLE = "Gérer des relations avec les clients, les usagers et les adhérents"
+MAIL = AttestationsMail(
     delivery_key="",
     event="issued",
     to_address="",
     holder_name="Léa Martin",
-    kind="bloc",
-    code="RNCP40705BC01",
-    title="Gérer des relations avec les clients, les usagers et les adhérents",
     certification_title="BAC PRO - Assistance à la gestion des organisations et de leurs activités",
-    verify_url="",
-    download_url="",
-    credential_url="",
-    reason=None,
+    certification_code="RNCP40705",
+    decided_on=date(2026, 7, 3),
+    items=(),
     sender="certibloc <no-reply@certibloc.localhost>",
     domain="certibloc.localhost",
     links_expire_on=date(2026, 8, 1),
 )
+BLOCS_PER_MAIL = 10
 # A real personal link token, as the dispatcher puts in each e-mail (same length).
 LINK = tokens.mint(b"bench only", "2026-000001", ttl_seconds=30 * 86400, now=1_780_000_000)
 
 
-def mails(n: int) -> list[AttestationMail]:
+def mails(n: int) -> list[AttestationsMail]:
     out = []
     for i in range(n):
-        aid = f"bench{i:017d}"
+        items = []
+        for b in range(BLOCS_PER_MAIL):
+            aid = f"bench{i:015d}{b:02d}"
+            items.append(
+                MailItem(
+                    kind="bloc",
+                    code=f"RNCP40705BC{b + 1:02d}",
+                    title=BLOC_TITLE,
+                    verify_url=f"{BASE}/v/{aid}",
+                    download_url=f"{BASE}/v1/attestations/{aid}/pdf?token={LINK}",
+                    credential_url=f"{BASE}/v1/attestations/{aid}/credential?token={LINK}",
+                )
+            )
         out.append(
             replace(
                 MAIL,
-                delivery_key=f"mail:{aid}:issued",
+                delivery_key=f"mail:bench{i:017d}:issued",
                 to_address=f"candidat{i}@example.org",
-                verify_url=f"{BASE}/v/{aid}",
-                download_url=f"{BASE}/v1/attestations/{aid}/pdf?token={LINK}",
-                credential_url=f"{BASE}/v1/attestations/{aid}/credential?token={LINK}",
+                items=tuple(items),
             )
         )
     return out
@@ -84,7 +100,7 @@ def cpu_seconds() -> float:
 
 
 async def one_run(
-    port: int, directory: Path, messages: list[EmailMessage], size: int
+    port: int, directory: Path, messages: list[EmailMessage | WireMail], size: int
 ) -> tuple[float, float]:
     """(messages/s, this process's CPU µs per message)."""
     pool = SmtpPool(SmtpSettings(host="127.0.0.1", port=port), size=size)
@@ -110,9 +126,12 @@ def main() -> None:
     templates = template_environment()
     batch = mails(args.messages)
     start = time.perf_counter()
-    messages = [compose(m, templates) for m in batch]
+    # What the dispatcher sends: render() (the wire bytes, written directly).
+    messages = [render(m, templates) for m in batch]
     compose_rate = len(messages) / (time.perf_counter() - start)
-    print(f"compose: {compose_rate:,.0f} messages/s ({len(bytes(messages[0])):,} bytes each)")
+    first = messages[0]
+    size = len(first.data if isinstance(first, WireMail) else bytes(first))
+    print(f"render: {compose_rate:,.0f} messages/s ({size:,} bytes each)")
 
     rates = []
     with tempfile.TemporaryDirectory(prefix="smtp-bench-", dir=args.directory) as tmp:

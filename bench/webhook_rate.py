@@ -91,18 +91,31 @@ def receiver_process() -> Iterator[str]:
 
 
 def event_body(i: int) -> bytes:
-    """A realistic ~400-byte notification: an attestation was issued."""
+    """A realistic ~2.5 kB notification: one candidate's deliberation issued ten attestations."""
+    issued = [
+        {
+            "attestation_id": uuid.uuid4().hex[:22],
+            "kind": "bloc",
+            "code": f"RNCP40705BC{b:02d}",
+            "title": "Gérer des relations avec les clients, les usagers et les adhérents",
+            "verify_url": f"http://127.0.0.1:8102/v/{uuid.uuid4().hex[:22]}",
+            "replaces": None,
+        }
+        for b in range(1, 11)
+    ]
     return json.dumps(
         {
-            "id": f"hook:{uuid.uuid4().hex}:issued",
-            "type": "fr.certibloc.attestations.attestation-issued.v1",
+            "id": f"hook:{uuid.uuid4().hex}",
+            "type": "fr.certibloc.attestations.attestations-recorded.v1",
             "timestamp": "2026-07-03T10:00:00Z",
             "data": {
-                "attestation_id": uuid.uuid4().hex,
+                "decision_id": uuid.uuid4().hex,
+                "decision": "deliberation",
+                "decided_on": "2026-07-03",
                 "candidate_number": f"B{i:05d}",
-                "bloc": "RNCP40705BC02",
-                "verify_url": f"http://127.0.0.1:8102/v/{uuid.uuid4().hex}",
-                "issued_at": "2026-07-03T10:00:00Z",
+                "certification": "RNCP40705",
+                "issued": issued,
+                "revoked": [],
             },
         },
         separators=(",", ":"),
