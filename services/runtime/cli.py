@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,13 @@ from nats.js.errors import NotFoundError
 from contracts.subjects import STREAMS, SUBJECT_PREFIX
 from services.runtime import deadletters
 from services.runtime.consumer import ConsumerSpec
-from services.runtime.metrics import prepare_multiprocess_dir
+from services.runtime.metrics import (
+    MULTIPROC_ENV,
+    multiprocess_dir,
+    multiprocess_registry,
+    prepare_multiprocess_dir,
+    serve_metrics,
+)
 from services.runtime.nats import connect
 from services.runtime.natsauth import inbox_prefix
 from services.runtime.settings import ServiceSettings
@@ -30,8 +37,27 @@ Build = Callable[[ServiceSettings], tuple[ServiceApplication, Sequence[ConsumerS
 
 
 def serve(factory: str, settings: ServiceSettings) -> None:
+    if settings.workers > 1 and multiprocess_dir() is None:
+        # Several workers answer for all of them only in multiprocess mode: give them a
+        # directory of this service's own (inherited by the workers uvicorn spawns).
+        os.environ[MULTIPROC_ENV] = str(settings.var_dir / "metrics" / settings.service_name)
     # Before any worker starts: a multiprocess metrics directory must not keep an earlier run's.
     prepare_multiprocess_dir()
+    metrics = None
+    if multiprocess_dir() is not None:
+        # This process outlives every worker (uvicorn's supervisor, or the one worker): it
+        # serves their files on the internal port; the workers do not (services.runtime.metrics).
+        metrics = serve_metrics(
+            settings.metrics_host, settings.metrics_bind_port, multiprocess_registry()
+        )
+    try:
+        _run_uvicorn(factory, settings)
+    finally:
+        if metrics is not None:
+            metrics.stop()
+
+
+def _run_uvicorn(factory: str, settings: ServiceSettings) -> None:
     uvicorn.run(
         factory,
         factory=True,

@@ -1,17 +1,25 @@
 """Prometheus metrics of a service, built per app (nothing at import time) on its own
-``CollectorRegistry`` and exposed at ``GET /metrics`` by the shared HTTP app factory.
+``CollectorRegistry`` and exposed at ``GET /metrics`` on an internal address only
+(``<SERVICE>_METRICS_HOST``/``<SERVICE>_METRICS_PORT``), never on the public port.
 
-With several uvicorn workers (``<SERVICE>_WORKERS``) each worker is a process with its own
-relay and consumers; set ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory per service, wiped
-by ``serve`` at start) and every worker's ``/metrics`` answers for all of them (prometheus
-multiprocess mode). Without it, each worker answers for itself only.
+Who serves them:
+- one process (``<SERVICE>_WORKERS=1``, no ``PROMETHEUS_MULTIPROC_DIR``): a thread of that
+  process, started with the service (``ServiceRuntime``), reading its own registry;
+- prometheus multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``; ``serve`` sets one under the
+  var directory when there are several workers): a thread of the process ``serve`` runs in,
+  uvicorn's supervisor, which reads every worker's files. It outlives the workers (a worker
+  restarted by uvicorn keeps writing to the same directory), so a scrape never depends on
+  which worker is alive, and no two workers race for the port.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,7 +30,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -262,7 +273,46 @@ class Metrics:
     def exposition(self) -> bytes:
         """The text exposition of this service (all workers' in multiprocess mode)."""
         if self.multiprocess:
-            combined = CollectorRegistry()
-            multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
-            return generate_latest(combined)
+            return generate_latest(multiprocess_registry())
         return generate_latest(self.registry)
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that reads every worker's files at each collection."""
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    return combined
+
+
+@dataclass
+class MetricsServer:
+    """prometheus-client's own exposition server (a daemon thread) on the internal address."""
+
+    server: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def stop(self) -> None:
+        self.server.shutdown()  # blocks until the serving loop has noticed (<= 0.5 s)
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def serve_metrics(host: str, port: int | None, registry: CollectorRegistry) -> MetricsServer | None:
+    """Serve ``registry`` at ``http://host:port/metrics``; None when disabled (no port) or
+    when the port is taken: metrics are not worth failing the service for, and the operator
+    sees the scrape target down and this error in the log."""
+    if port is None:
+        return None
+    try:
+        server, thread = start_http_server(port, host, registry)
+    except OSError as error:
+        log.error(
+            "metrics endpoint not started", extra={"host": host, "port": port, "error": str(error)}
+        )
+        return None
+    log.info("metrics endpoint", extra={"host": host, "port": port})
+    return MetricsServer(server, thread)

@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
+
+# The title of each status (RFC 9457: with type about:blank, the title is the status's own
+# phrase), in French: a 500 never says "Requête invalide".
+TITLES: dict[int, str] = {
+    400: "Requête invalide",
+    401: "Authentification requise",
+    403: "Accès refusé",
+    404: "Introuvable",
+    405: "Méthode non autorisée",
+    406: "Format de réponse non disponible",
+    408: "Délai de requête dépassé",
+    409: "Conflit",
+    410: "Disparu",
+    411: "Longueur requise",
+    412: "Condition préalable non remplie",
+    413: "Contenu trop volumineux",
+    414: "Adresse trop longue",
+    415: "Type de contenu non pris en charge",
+    416: "Plage non satisfaisable",
+    422: "Contenu invalide",
+    428: "Condition préalable requise",
+    429: "Trop de requêtes",
+    431: "En-têtes trop volumineux",
+    500: "Erreur interne",
+    501: "Non implémenté",
+    502: "Passerelle en erreur",
+    503: "Service indisponible",
+    504: "Délai de passerelle dépassé",
+}
+
+
+def title_of(status: int) -> str:
+    """The French title of ``status``; an unlisted one gets its class's."""
+    if status in TITLES:
+        return TITLES[status]
+    if 500 <= status < 600:
+        return TITLES[500]
+    if 400 <= status < 500:
+        return TITLES[400]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Erreur"
 
 
 class Problem(Exception):
-    """An error the client caused or must know about; rendered as problem+json."""
+    """An error the client caused or must know about; rendered as problem+json.
+
+    ``title`` follows ``status`` (``TITLES``) unless a subclass names its own."""
 
     status = 400
-    title = "Requête invalide"
+    title: str | None = None
     type_ = "about:blank"
 
     def __init__(
@@ -24,6 +70,9 @@ class Problem(Exception):
         self.detail = detail
         if status is not None:
             self.status = status
+        if self.title is None or (status is not None and status != type(self).status):
+            # A status passed in that is not the class's own: its title, not the class's.
+            self.title = title_of(self.status)
         self.headers = headers or {}
         self.extensions = extensions
 
@@ -42,49 +91,39 @@ class Problem(Exception):
 
 class BadRequest(Problem):
     status = 400
-    title = "Requête invalide"
 
 
 class Unauthorized(Problem):
     status = 401
-    title = "Authentification requise"
 
 
 class Forbidden(Problem):
     status = 403
-    title = "Accès refusé"
 
 
 class NotFound(Problem):
     status = 404
-    title = "Introuvable"
 
 
 class Conflict(Problem):
     status = 409
-    title = "Conflit"
 
 
 class PayloadTooLarge(Problem):
     status = 413
-    title = "Requête trop volumineuse"
 
 
 class UnsupportedMediaType(Problem):
     status = 415
-    title = "Type de contenu non pris en charge"
 
 
 class Unprocessable(Problem):
     status = 422
-    title = "Données invalides"
 
 
 class InternalError(Problem):
     status = 500
-    title = "Erreur interne"
 
 
 class Unavailable(Problem):
     status = 503
-    title = "Service momentanément indisponible"

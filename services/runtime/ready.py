@@ -54,6 +54,9 @@ def main() -> int:
         "certibloc est prêt :",
         *(f"  {name:<14} {url}  (API : {url}/docs)" for name, url in SERVICES.items()),
         f"  {'nats':<14} {os.environ.get('CERTIBLOC_NATS_URL', 'nats://127.0.0.1:4250')}",
+        # /metrics is never on the public port: each service's own, at that port + 1000.
+        "  métriques Prometheus : "
+        + ", ".join(f"{url[:-4]}{int(url[-4:]) + 1000}/metrics" for url in SERVICES.values()),
         f"  clé du centre de démonstration : {var}/demo-center.key",
         f"  e-mails (serveur SMTP de développement 127.0.0.1:2525) : {var}/mail/",
         "  Ctrl-C arrête tout.",

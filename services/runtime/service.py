@@ -24,7 +24,7 @@ from tenacity import (
 from contracts.subjects import STREAMS, source_for
 from services.runtime import metrics as prometheus
 from services.runtime.consumer import ConsumerSpec, EventConsumer
-from services.runtime.metrics import Metrics
+from services.runtime.metrics import Metrics, MetricsServer, serve_metrics
 from services.runtime.nats import MissingCredentials, connect
 from services.runtime.natsauth import inbox_prefix
 from services.runtime.outbox import OutboxGuard, Translator
@@ -53,6 +53,7 @@ class ServiceRuntime:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     guard: OutboxGuard = field(init=False)
+    metrics_server: MetricsServer | None = None
 
     def __post_init__(self) -> None:
         name = self.settings.service_name
@@ -64,6 +65,10 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         name = self.settings.service_name
+        if not self.metrics.multiprocess:  # multiprocess mode: cli.serve's process serves them
+            self.metrics_server = serve_metrics(
+                self.settings.metrics_host, self.settings.metrics_bind_port, self.metrics.registry
+            )
         async for attempt in AsyncRetrying(
             retry=retry_if_not_exception_type(MissingCredentials),
             stop=stop_after_delay(60),
@@ -141,6 +146,9 @@ class ServiceRuntime:
         if self.nats is not None and not self.nats.is_closed:
             await self.nats.close()
         self.app.close()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.stop)
+            self.metrics_server = None
         if self.metrics.multiprocess:
             prometheus.process_exited()
 

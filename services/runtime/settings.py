@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.runtime.secrets import store_cipher_env
+
 PERSISTENCE_KEYS = (
     "PERSISTENCE_MODULE",
     "SQLITE_DBNAME",
@@ -27,6 +29,9 @@ PERSISTENCE_KEYS = (
     "POSTGRES_MAX_OVERFLOW",
     "POSTGRES_LOCK_TIMEOUT",
 )
+
+
+METRICS_PORT_OFFSET = 1000  # default metrics port: the public one + this
 
 
 class ServiceSettings(BaseSettings):
@@ -87,12 +92,38 @@ class ServiceSettings(BaseSettings):
         le=5,
         validation_alias=AliasChoices("CERTIBLOC_NATS_REPLICAS", "nats_stream_replicas"),
     )
+    store_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CERTIBLOC_STORE_KEY_FILE", "store_key_file"),
+        description="File holding the event store's encryption key (base64, 32 bytes; "
+        "<SERVICE>_STORE_KEY_FILE wins for one service). It must exist. Unset: "
+        "<var_dir>/keys/<service>-store.key, created on first start (mode 0600).",
+    )
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices("CERTIBLOC_LOG_LEVEL", "log_level")
     )
     host: str = "127.0.0.1"
     port: int = 8100
     workers: int = Field(default=1, ge=1, le=16, description="uvicorn worker processes")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the internal Prometheus endpoint (GET /metrics); never the "
+        "public port, which answers 404 there.",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description=f"Port of the internal Prometheus endpoint. Unset: the public port + "
+        f"{METRICS_PORT_OFFSET} (9101, 9102, 9103); 0: no metrics endpoint.",
+    )
+    hsts_seconds: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("CERTIBLOC_HSTS_SECONDS", "hsts_seconds"),
+        description="Strict-Transport-Security max-age sent on every response; 0 (default): "
+        "none. Only behind a TLS-terminating proxy that does not send it itself.",
+    )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     relay_enabled: bool | None = Field(
         default=None,
@@ -126,6 +157,12 @@ class ServiceSettings(BaseSettings):
         return [p for p in range(self.partitions) if p % self.replica_count == self.replica_index]
 
     @property
+    def metrics_bind_port(self) -> int | None:
+        """Where the internal metrics endpoint listens; None: nowhere."""
+        port = self.port + METRICS_PORT_OFFSET if self.metrics_port is None else self.metrics_port
+        return port if 0 < port <= 65535 else None
+
+    @property
     def nats_seed_file(self) -> Path:
         directory = self.nats_credentials_dir or self.var_dir / "nats" / "credentials"
         return directory / f"{self.service_name}.nk"
@@ -134,6 +171,8 @@ class ServiceSettings(BaseSettings):
         """The environment handed to the eventsourcing Application.
 
         Variables set in the process environment win; SQLite under ``var_dir`` is the default.
+        Every durable store is encrypted at rest (eventsourcing's AES-GCM cipher) with the key
+        of ``store_key_path``; an in-memory one (``eventsourcing.popo``) is not.
         """
         env = {k: v for k, v in os.environ.items() if _is_persistence_key(k, app_name)}
         prefixed = app_name.upper() + "_PERSISTENCE_MODULE"
@@ -141,7 +180,23 @@ class ServiceSettings(BaseSettings):
             self.var_dir.mkdir(parents=True, exist_ok=True)
             env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
             env.setdefault("SQLITE_DBNAME", str(self.var_dir / f"{self.service_name}.sqlite"))
+        module = env.get(prefixed, env.get("PERSISTENCE_MODULE", ""))
+        if module != "eventsourcing.popo":
+            path, provided = self.store_key_path(app_name)
+            cipher = store_cipher_env(path, create=not provided)
+            # Also under the application's prefix, which eventsourcing reads first: a stray
+            # <APP>_CIPHER_KEY in the environment cannot replace the key nor turn it off.
+            env.update(cipher | {f"{app_name.upper()}_{k}": v for k, v in cipher.items()})
         return env
+
+    def store_key_path(self, app_name: str) -> tuple[Path, bool]:
+        """The store key file, and whether an operator named it (then it must exist)."""
+        own = os.environ.get(app_name.upper() + "_STORE_KEY_FILE")
+        if own:
+            return Path(own), True
+        if self.store_key_file is not None:
+            return self.store_key_file, True
+        return self.var_dir / "keys" / f"{self.service_name}-store.key", False
 
 
 def _is_persistence_key(key: str, app_name: str) -> bool:

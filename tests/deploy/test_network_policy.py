@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from services.runtime.settings import METRICS_PORT_OFFSET
 from tests.deploy.manifests import (
     NAMESPACE,
     PORTS,
@@ -227,13 +228,23 @@ def test_nats_monitoring_is_for_the_monitoring_namespace_and_the_namespace() -> 
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_http_from_the_ingress_controller_and_prometheus_only(service: str) -> None:
+def test_service_http_from_the_ingress_controller_only(service: str) -> None:
     pod, port = SERVICE_PODS[service], PORTS[service]
     assert pod.ports["http"] == port
-    assert allowed(INGRESS, pod, port) and allowed(PROMETHEUS, pod, port)
-    for stranger in (STRANGER, ELSEWHERE, INTERNET, NATS):
+    assert allowed(INGRESS, pod, port)
+    for stranger in (PROMETHEUS, STRANGER, ELSEWHERE, INTERNET, NATS):
         assert not allowed(stranger, pod, port), stranger.name
     assert not allowed(INGRESS, pod, 4222) and not allowed(INGRESS, NATS, 4222)
+
+
+@pytest.mark.parametrize("pod", [REGISTRY, ATTESTATIONS, ATTESTATIONS_WEB, NOTIFICATIONS])
+def test_service_metrics_from_the_monitoring_namespace_only(pod: Pod) -> None:
+    """/metrics is on its own port (never the public one), for Prometheus alone."""
+    port = pod.ports["metrics"]
+    assert port == pod.ports["http"] + METRICS_PORT_OFFSET
+    assert allowed(PROMETHEUS, pod, port)
+    for stranger in (INGRESS, STRANGER, ELSEWHERE, INTERNET, NATS):
+        assert not allowed(stranger, pod, port), stranger.name
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from services.runtime import tracing
 from tests.attestations.harness import Attestations
 from tests.notifications.harness import Notifications
 from tests.registry.harness import Registry, candidate, full_lines, pv
-from tests.runtime.test_metrics import sample
+from tests.runtime.test_metrics import metrics_url, sample
 from tests.support.processes import wait_for
 
 REGISTERED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -59,7 +59,7 @@ def event_type(msg: Msg) -> str:
 
 
 def scrape(url: str) -> str:
-    response = httpx.get(f"{url}/metrics", timeout=10)
+    response = httpx.get(metrics_url(url), timeout=10)  # the internal endpoint
     assert response.status_code == 200
     return response.text
 

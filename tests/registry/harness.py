@@ -19,7 +19,7 @@ from contracts.subjects import STREAMS
 from services.registry.application import RegistryApp
 from services.registry.composition import create_http_app
 from services.registry.settings import RegistrySettings
-from tests.support.processes import ServedApp
+from tests.support.processes import ServedApp, free_port
 
 CENTER_A, CENTER_B = "0750001A", "0690002B"
 STREAM = STREAMS["registry"]
@@ -49,6 +49,7 @@ class Registry:
 
 @contextmanager
 def serve_registry(var_dir: Path, nats_url: str, **settings: Any) -> Iterator[Registry]:
+    settings.setdefault("port", free_port())  # and the metrics port + 1000: not the default's
     config = RegistrySettings(
         var_dir=var_dir, nats_url=nats_url, relay_idle_seconds=0.02, **settings
     )
@@ -58,7 +59,7 @@ def serve_registry(var_dir: Path, nats_url: str, **settings: Any) -> Iterator[Re
     for uai in (CENTER_A, CENTER_B):
         app.add_center(uai, f"Centre {uai}")
         keys[uai] = app.issue_key(uai)
-    with ServedApp(http) as served:
+    with ServedApp(http, port=config.port) as served:
         yield Registry(served.url, app, keys)
 
 

@@ -1,5 +1,6 @@
 """Prometheus metrics of the shared runtime: per app, by route template, relay and consumer
-counters that move with the work, and several workers answering for all of them."""
+counters that move with the work, several workers answered for together, all on an internal
+endpoint only (the public port answers 404)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.runtime import metrics as runtime_metrics
 from services.runtime.consumer import EventConsumer
 from services.runtime.http import create_app
-from services.runtime.metrics import Metrics
+from services.runtime.metrics import Metrics, serve_metrics
 from services.runtime.relay import OutboxRelay
+from services.runtime.settings import METRICS_PORT_OFFSET, ServiceSettings
 from tests.runtime.sample import Counter, Downstream, SampleTranslator, Upstream, spec
 from tests.runtime.test_consumer import publish, setup
+from tests.support.processes import free_port, port_open
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -52,26 +55,61 @@ def _app(metrics: Metrics | None = None) -> object:
     return app
 
 
-async def test_metrics_answer_with_requests_by_route_template() -> None:
-    transport = httpx.ASGITransport(app=_app())  # type: ignore[arg-type]
+def metrics_url(public_url: str) -> str:
+    """The internal metrics endpoint of a service serving at ``public_url`` with the default
+    metrics port (its public port + METRICS_PORT_OFFSET)."""
+    host, port = public_url.removeprefix("http://").rsplit(":", 1)
+    return f"http://{host}:{int(port) + METRICS_PORT_OFFSET}/metrics"
+
+
+async def test_metrics_count_requests_by_route_template() -> None:
+    metrics = Metrics()
+    transport = httpx.ASGITransport(app=_app(metrics))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         for i in range(3):
             assert (await http.get(f"/v/id-{i}")).status_code == 200
         assert (await http.get("/nowhere/at/all")).status_code == 404
         assert (await http.post("/v/x")).status_code == 405
-        response = await http.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    text = response.text
+        # Not on the public app: an unmatched route like any other.
+        public = await http.get("/metrics")
+        assert public.status_code == 404
+        assert public.headers["content-type"] == "application/problem+json"
+    text = metrics.exposition().decode()
     route = {"method": "GET", "route": "/v/{item_id}"}
     assert sample(text, "certibloc_http_requests_total", status="200", **route) == 3
     assert sample(text, "certibloc_http_request_duration_seconds_count", **route) == 3
-    assert sample(text, "certibloc_http_requests_total", route="unmatched", status="404") == 1
+    assert sample(text, "certibloc_http_requests_total", route="unmatched", status="404") == 2
     assert sample(text, "certibloc_http_requests_total", method="POST", route="/v/{item_id}") == 1
     assert "id-0" not in text and "/nowhere" not in text  # never the raw path
     # Nothing ran yet: the relay and consumer families are declared, with no series.
     assert "# TYPE certibloc_relay_events_published_total counter" in text
     assert "process_resident_memory_bytes" in text
+
+
+def test_the_internal_endpoint_serves_the_registry_over_http() -> None:
+    metrics = Metrics()
+    metrics.observe_request("GET", "/v/{attestation_id}", 200, 0.001)
+    port = free_port()
+    server = serve_metrics("127.0.0.1", port, metrics.registry)
+    assert server is not None and server.port == port
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        assert sample(response.text, "certibloc_http_requests_total", status="200") == 1
+        # The port is taken: no second endpoint, no crash (the error is logged).
+        assert serve_metrics("127.0.0.1", port, metrics.registry) is None
+    finally:
+        server.stop()
+    assert not port_open(port)
+    assert serve_metrics("127.0.0.1", None, metrics.registry) is None  # disabled
+
+
+def test_the_metrics_port_defaults_to_the_public_one_plus_the_offset() -> None:
+    assert ServiceSettings(port=8102).metrics_bind_port == 8102 + METRICS_PORT_OFFSET
+    assert ServiceSettings(port=8102, metrics_port=9999).metrics_bind_port == 9999
+    assert ServiceSettings(port=8102, metrics_port=0).metrics_bind_port is None
+    assert ServiceSettings().metrics_host == "127.0.0.1"
 
 
 async def test_each_app_has_its_own_registry() -> None:

@@ -106,7 +106,7 @@ async def test_a_message_the_bus_refuses_makes_the_relay_stuck_loudly(
                 ready = await client.get(f"{served.url}/readyz")
                 assert ready.status_code == 503
                 assert f"position {position}" in ready.json()["detail"]
-                text = (await client.get(f"{served.url}/metrics")).text
+            text = metrics.exposition().decode()  # what the internal endpoint serves
             stream = {"stream": f"S_{stuck_service}"}
             assert sample(text, "certibloc_relay_stuck", **stream) == 1
             assert sample(text, "certibloc_relay_stuck_position", **stream) == position

@@ -27,7 +27,7 @@ from contracts.referential import load_certification
 from contracts.subjects import subject_for
 from services.runtime import deadletters
 from tests.registry.harness import candidate, pv
-from tests.runtime.test_metrics import sample
+from tests.runtime.test_metrics import metrics_url, sample
 from tests.support.mailbox import mails, text_of
 from tests.support.processes import eventually
 from tests.support.system import System
@@ -137,7 +137,7 @@ async def test_garbage_and_forged_messages_are_dead_lettered_and_the_next_pv_flo
                 assert {d.consumer for d in found} == {consumer}
         finally:
             await observer.close()
-        metrics = (await http.get(f"{att}/metrics")).text
+        metrics = (await http.get(metrics_url(att))).text
         for reason in ("malformed", "foreign_source"):
             assert sample(metrics, "certibloc_consumer_dead_letters_total", reason=reason) == 1
         assert (await http.get(f"{att}/readyz")).status_code == 200

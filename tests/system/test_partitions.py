@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts.subjects import STREAMS, candidate_key, partition_of
 from services.notifications.sink import message_count, receptions
 from tests.registry.harness import candidate, pv
+from tests.runtime.test_metrics import metrics_url
 from tests.support.mailbox import delivery_keys, mailed_attestations
 from tests.support.processes import Postgres, eventually
 from tests.support.system import System
@@ -46,7 +47,7 @@ def applied_per_lane(text: str) -> dict[str, float]:
 
 
 async def scrape(http: httpx.AsyncClient, url: str) -> dict[str, float]:
-    return applied_per_lane((await http.get(f"{url}/metrics")).text)
+    return applied_per_lane((await http.get(metrics_url(url))).text)
 
 
 async def register_and_post(system: System) -> None:
