@@ -5,11 +5,14 @@
 # Settings whose own name ends in _FILE (a path the services open themselves) are left alone.
 set -eu
 
-keep=" CERTIBLOC_NATS_TLS_CA_FILE "
+keep=" CERTIBLOC_NATS_TLS_CA_FILE CERTIBLOC_STORE_KEY_FILE "
 
 for name in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)_FILE=.*$/\1/p'); do
     case "$keep" in
         *" ${name}_FILE "*) continue ;;
+    esac
+    case "$name" in
+        *_STORE_KEY) continue ;; # <SERVICE>_STORE_KEY_FILE: the service reads the key file
     esac
     eval "path=\${${name}_FILE}"
     if [ ! -r "$path" ]; then

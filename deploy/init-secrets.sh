@@ -17,6 +17,9 @@
 #                                nats-provision / Kubernetes Job nats-provision; operator: for
 #                                your tools, never mounted) and nkeys.env, their PUBLIC keys
 #                                (CERTIBLOC_NKEY_<USER>=U...) for the NATS servers
+#   DIR/store-keys/<service>.key  each service's event-store encryption key (AES-256, base64)
+#   DIR/nats/store-key.env       CERTIBLOC_NATS_STORE_KEY=..., JetStream's encryption key, for
+#                                the NATS servers' environment only
 #   DIR/nats-tls/                NATS TLS: a private CA (ca.crt, ca.key) and the servers'
 #                                certificate (tls.crt, tls.key); replace with your PKI's files
 #                                under the same names if you have one
@@ -47,6 +50,16 @@ from pathlib import Path
 from services.attestations.pdf import PdfSigner
 PdfSigner.load_or_create(Path(sys.argv[1]), common_name="certibloc attestations")' "$keys/pdf"
 fi
+
+# Encryption at rest (deploy/README.md): keys are created once and never replaced here, as a
+# new key would make the existing store unreadable.
+mkdir -p "$dir/store-keys" "$dir/nats"
+for service in registry attestations notifications; do
+    [ -s "$dir/store-keys/$service.key" ] || "$python" -c 'import base64, secrets
+print(base64.b64encode(secrets.token_bytes(32)).decode(), end="")' > "$dir/store-keys/$service.key"
+done
+[ -s "$dir/nats/store-key.env" ] || "$python" -c 'import secrets
+print("CERTIBLOC_NATS_STORE_KEY=" + secrets.token_urlsafe(32))' > "$dir/nats/store-key.env"
 
 # Seeds are kept (a missing one, e.g. provisioner.nk after an upgrade, is created); nkeys.env
 # is written again from them. Each seed goes to one consumer only (deploy/README.md, "Secrets").

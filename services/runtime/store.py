@@ -6,6 +6,7 @@ positions of the upstream logs it has consumed, and its outbox relay's position.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from eventsourcing.utils import get_topic
 from services.runtime import tracing
 from services.runtime.outbox import OutboxGuard
 from services.runtime.postgres import LargeWriteSafeProcessRecorder
+from services.runtime.secrets import StoreKeyError
 
 A = TypeVar("A", bound=Aggregate)
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class ServiceApplication(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
+        self.check_store_key()
         # Set by the service's runtime: refuses what its relay could not publish (save only;
         # consumers' units of work are bounded by the contracts they read).
         self.outbox_guard: OutboxGuard | None = None
@@ -46,6 +49,48 @@ class ServiceApplication(Application[UUID]):
         self._listeners_lock = threading.Lock()
         self._cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    def check_store_key(self) -> None:
+        """Refuse a store this application cannot read: one written in clear before
+        encryption at rest (an earlier ``make run``'s var/), or encrypted with another key,
+        or encrypted while no key is configured. Checked on the first stored event, at
+        construction, so a service fails at start with the remedy rather than at the first
+        read. Raises StoreKeyError (the message never holds the key)."""
+        first = self.process_recorder.select_notifications(start=None, limit=1)
+        if not first:
+            return
+        state = first[0].state
+        cipher = self.mapper.cipher
+        if cipher is None:
+            if _is_plain(state):
+                return
+            problem = (
+                "le store est chiffré mais aucune clé n'est configurée / the store is "
+                "encrypted but no key is configured (CIPHER_KEY)"
+            )
+        else:
+            try:
+                cipher.decrypt(state)
+                return
+            except ValueError:
+                pass
+            if _is_plain(state):
+                problem = (
+                    "le store a été écrit en clair, avant le chiffrement au repos ; repartir "
+                    "d'un store vide (`make clean` pour l'environnement de développement) ou "
+                    "rejouer ses événements dans un store chiffré / the store was written in "
+                    "clear before encryption at rest: start from an empty store (`make "
+                    "clean` in development) or copy its events into an encrypted store"
+                )
+            else:
+                problem = (
+                    "la clé du store ne déchiffre pas ses événements (mauvaise clé, ou clé "
+                    "perdue : restaurer la clé sauvegardée) / the store key does not decrypt "
+                    "its events (wrong or lost key: restore the backed-up key)"
+                )
+        message = f"{self.name}: {problem}"
+        log.error(message)
+        raise StoreKeyError(message)
 
     def construct_recorder(self) -> ProcessRecorder:
         factory = self.factory
@@ -230,6 +275,14 @@ class ServiceApplication(Application[UUID]):
             listeners: Sequence[Callable[[], None]] = tuple(self._saved_listeners)
         for listener in listeners:
             _quietly(listener)
+
+
+def _is_plain(state: bytes) -> bool:
+    """Whether a stored state is eventsourcing's JSON in clear (AES-GCM output never is)."""
+    try:
+        return isinstance(json.loads(state), dict)
+    except ValueError:  # not UTF-8, or not JSON
+        return False
 
 
 def _quietly(listener: Callable[..., None], *args: Any) -> None:

@@ -146,7 +146,8 @@ def test_compose_nats_servers_get_the_public_keys_and_the_tls_files_only(
 ) -> None:
     for node in NATS_NODES:
         spec = compose["services"][node]
-        assert spec["env_file"] == ["secrets/nats/nkeys.env"]
+        # The public keys, and JetStream's encryption key at rest.
+        assert spec["env_file"] == ["secrets/nats/nkeys.env", "secrets/nats/store-key.env"]
         mounts = secret_mounts(compose, spec)
         assert set(mounts) == tls_files_read_by_the_nats_configs()
         for target, source in mounts.items():  # the same name on both sides; never ca.key
@@ -169,6 +170,10 @@ def test_compose_service_gets_its_own_nkey_seed_only_and_the_ca(
     assert mounts[env["CERTIBLOC_NATS_TLS_CA_FILE"]] == "secrets/nats-tls/ca.crt"
     assert not {"secrets/nats-tls/tls.key", "secrets/nats-tls/ca.key"} & set(mounts.values())
     assert "secrets/nats/nkeys.env" not in spec.get("env_file", [])
+    # Its own event-store key, at the path CERTIBLOC_STORE_KEY_FILE names; no other's.
+    keys = {t: s for t, s in mounts.items() if s.startswith("secrets/store-keys/")}
+    assert keys == {env["CERTIBLOC_STORE_KEY_FILE"]: f"secrets/store-keys/{service}.key"}
+    assert "secrets/nats/store-key.env" not in spec.get("env_file", [])
 
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
@@ -512,6 +517,15 @@ def test_kubernetes_nats_servers_get_the_public_keys_and_the_tls_secret() -> Non
     assert set(files) == tls_files_read_by_the_nats_configs()
     for path, (kind, name, key) in files.items():
         assert (kind, name, key) == ("secret", "nats-tls", Path(path).name)
+    # JetStream's encryption key at rest, from its Secret (common.conf reads the variable).
+    store_key = {
+        var["name"]: var["valueFrom"]["secretKeyRef"]
+        for var in container["env"]
+        if "secretKeyRef" in var.get("valueFrom", {})
+    }
+    assert store_key == {
+        "CERTIBLOC_NATS_STORE_KEY": {"name": "nats-store-key", "key": "CERTIBLOC_NATS_STORE_KEY"}
+    }
     (tls,) = (s for s in k8s_objects("Secret") if s["metadata"]["name"] == "nats-tls")
     assert tls["type"] == "kubernetes.io/tls"  # the layout cert-manager writes
     assert set(tls["stringData"]) == {"tls.crt", "tls.key", "ca.crt"}  # never ca.key
@@ -536,7 +550,11 @@ def test_kubernetes_service_pods_get_their_own_nkey_seed_only_and_the_ca() -> No
             for var in container.get("env", [])
             if "secretKeyRef" in var.get("valueFrom", {})
         }
-        assert not named & {"nats-tls", "nats-nkeys"}, service
+        assert not named & {"nats-tls", "nats-nkeys", "nats-store-key"}, service
+        # Its own event-store key at CERTIBLOC_STORE_KEY_FILE, and no other service's.
+        store_keys = {p: f for p, f in files.items() if f[1].startswith("certibloc-store-")}
+        own_key = ("secret", f"certibloc-store-{service}", "store.key")
+        assert store_keys == {shared["CERTIBLOC_STORE_KEY_FILE"]: own_key}, service
 
 
 def provisioning_job() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

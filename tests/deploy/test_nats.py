@@ -80,6 +80,7 @@ from tests.support.processes import BIN, eventually, free_port, wait_for
 from tools import nats_tls
 
 CONFIGS = ["nats-1.conf", "nats-2.conf", "nats-3.conf", "nats-single.conf"]
+STORE_KEY_VARIABLE = "CERTIBLOC_NATS_STORE_KEY"  # JetStream's encryption key at rest
 MAX_PAYLOAD = 1024 * 1024
 
 
@@ -93,8 +94,11 @@ class Secrets:
 
     @property
     def environment(self) -> dict[str, str]:
-        """The NATS servers' environment (compose: secrets/nats/nkeys.env)."""
-        return {f"CERTIBLOC_NKEY_{u.upper()}": key for u, key in self.public_keys.items()}
+        """The NATS servers' environment (compose: secrets/nats/nkeys.env and store-key.env)."""
+        return {
+            **{f"CERTIBLOC_NKEY_{u.upper()}": key for u, key in self.public_keys.items()},
+            STORE_KEY_VARIABLE: "test-store-key-" + "k" * 32,
+        }
 
     def seed(self, user: str) -> Path:
         return natsauth.seed_file(self.credentials, user)
@@ -149,6 +153,15 @@ def test_every_server_config_includes_the_authorization_and_requires_tls() -> No
         assert re.search(r"^\s+verify: true$", cluster, re.MULTILINE), node
 
 
+def test_every_server_encrypts_its_jetstream_store_with_a_key_from_its_environment() -> None:
+    for name in ("common.conf", "nats-single.conf"):
+        text = (NATS_DIR / name).read_text()
+        block = text[text.index("jetstream {") :]
+        block = block[: block.index("\n}")]
+        assert re.search(r"^\s+cipher: chachapoly$", block, re.MULTILINE), name
+        assert re.search(rf"^\s+key: \${STORE_KEY_VARIABLE}$", block, re.MULTILINE), name
+
+
 def test_max_payload_is_explicit_and_covers_what_the_services_allow() -> None:
     for name in ("common.conf", "nats-single.conf"):
         found = re.findall(r"^max_payload: (\d+)$", (NATS_DIR / name).read_text(), re.MULTILINE)
@@ -183,6 +196,10 @@ def test_nats_server_accepts_the_config(name: str, secrets: Secrets, tmp_path: P
     # Without the public keys in its environment, a server does not start (never open).
     missing = nats_test(tmp_path / name, {})
     assert missing.returncode != 0 and "CERTIBLOC_NKEY_" in missing.stderr, missing.stderr
+    # Nor without JetStream's encryption key (never unencrypted).
+    without_key = {k: v for k, v in secrets.environment.items() if k != STORE_KEY_VARIABLE}
+    unkeyed = nats_test(tmp_path / name, without_key)
+    assert unkeyed.returncode != 0 and STORE_KEY_VARIABLE in unkeyed.stderr, unkeyed.stderr
 
 
 def test_cluster_configs_sync_periodically_and_single_server_always() -> None:

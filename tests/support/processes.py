@@ -115,6 +115,7 @@ class NatsServer(Stoppable):
     max_payload: int = natsauth.DEFAULT_MAX_PAYLOAD
     partitions: int = 1  # of every stream; the services must be given the same
     provisioned: bool = True  # streams and consumers created at the first start, as make run does
+    encrypted: bool = True  # JetStream's store encrypted at rest, as make run does
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -163,6 +164,7 @@ class NatsServer(Stoppable):
             self.port = free_port()
         self.store.mkdir(parents=True, exist_ok=True)
         keys = natsauth.ensure_credentials(self.credentials_dir)
+        key_file = natsauth.ensure_jetstream_key(self.store)[0] if self.encrypted else None
         config = self.store / "server.conf"
         config.write_text(
             natsauth.server_config(
@@ -171,6 +173,7 @@ class NatsServer(Stoppable):
                 nkeys_by_user=keys,
                 max_payload=self.max_payload,
                 partitions=self.partitions,
+                encryption_key_file=key_file.name if key_file else None,
             )
         )
         log = (self.store / "nats.log").open("ab")
