@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 export CERTIBLOC_VAR_DIR ?= var
 export CERTIBLOC_NATS_URL ?= nats://127.0.0.1:4250
 export CERTIBLOC_PARTITIONS ?= 1
+# Webhooks go to public https destinations only, also here (a center must not reach NATS
+# monitoring or the other services); for a local receiver:
+# make run NOTIFICATIONS_WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8,::1/128
+export NOTIFICATIONS_WEBHOOK_ALLOWED_NETWORKS ?=
 
 .PHONY: install run demo test lint typecheck check schemas bench bench-system bench-all bench-registry bench-attestations bench-notifications clean
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from services.notifications.destinations import Destinations, parse_networks, webhook_client
 from services.notifications.webhooks import deliver, new_secret
 from tests.support.processes import free_port, port_open, wait_for
 
@@ -133,11 +134,15 @@ async def one_run(
         else httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     )
     slots = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(limits=limits) as client:
+    # The receiver is local: allowed as NOTIFICATIONS_WEBHOOK_ALLOWED_NETWORKS would.
+    destinations = Destinations(parse_networks("127.0.0.0/8"))
+    async with webhook_client(30, limits=limits) as client:
 
         async def one(msg_id: str, body: bytes) -> bool:
             async with slots:
-                outcome = await deliver(client, url, secret, msg_id, body, timeout=30)
+                outcome = await deliver(
+                    client, url, secret, msg_id, body, destinations=destinations, timeout=30
+                )
                 return outcome.ok
 
         cpu0, wall0 = time.process_time(), time.perf_counter()

@@ -6,7 +6,6 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-import httpx
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 from prometheus_client import Counter
@@ -14,6 +13,7 @@ from prometheus_client import Counter
 from contracts.subjects import durable_of
 from services.notifications.api import router
 from services.notifications.application import NotificationsApp
+from services.notifications.destinations import Destinations
 from services.notifications.dispatcher import Dispatcher
 from services.notifications.domain import Notification
 from services.notifications.settings import NotificationsSettings
@@ -58,15 +58,17 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
     metrics = Metrics()
     count_deliveries(app, metrics)
     http: FastAPI
+    # One policy for registration and delivery (tests swap its resolver).
+    destinations = Destinations(settings.webhook_networks, resolve_timeout=settings.webhook_timeout)
 
     async def dispatch(_: JetStreamContext, stop: asyncio.Event) -> None:
         smtp = SmtpPool(smtp_settings(settings), size=settings.smtp_connections)
-        timeout = httpx.Timeout(settings.webhook_timeout)
-        async with httpx.AsyncClient(timeout=timeout) as client:
+        async with destinations.client(settings.webhook_timeout) as client:
             dispatcher = Dispatcher(
                 app,
                 smtp,
                 client,
+                destinations=destinations,
                 concurrency=settings.dispatch_concurrency,
                 claim_timeout=settings.claim_timeout,
                 max_attempts=settings.max_attempts,
@@ -99,6 +101,7 @@ def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
     )
     http.state.notifications = app
     http.state.dispatcher = None
+    http.state.webhook_destinations = destinations
     http.state.runtime = runtime
     http.include_router(router)
     return http

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.notifications.destinations import IPNetwork, parse_networks
 from services.runtime.settings import ServiceSettings
 
 
@@ -42,8 +43,23 @@ class NotificationsSettings(ServiceSettings):
     max_attempts: int = Field(default=8, ge=1)
     backoff_base: float = Field(default=1.0, gt=0, description="Seconds; doubles per attempt.")
     webhook_timeout: float = Field(default=5.0, gt=0)
+    webhook_allowed_networks: str = Field(
+        default="",
+        description="Comma-separated CIDRs webhooks may reach although loopback, private or "
+        "otherwise internal, and over plain http; empty: only public https destinations.",
+    )
     mail_dir: Path | None = Field(default=None, description="Dev SMTP sink folder; <var>/mail")
     sink_port: int = 2525
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        parse_networks(value)  # a typo fails the start, not every delivery
+        return value
+
+    @property
+    def webhook_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.webhook_allowed_networks)
 
     @property
     def download_secret_file(self) -> Path:

@@ -17,7 +17,9 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -26,6 +28,8 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
+
+from services.notifications.destinations import Destinations, Refused, pinned
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -36,6 +40,7 @@ __all__ = [
     "deliver",
     "headers",
     "new_secret",
+    "public_detail",
     "sign",
     "validate_url",
 ]
@@ -54,6 +59,8 @@ _MAX_KEY_BYTES = 64
 _MAX_RESPONSE_BYTES = 64 * 1024
 _RETRYABLE_4XX = frozenset({408, 429})
 _SYSTEM_RNG = random.SystemRandom()
+
+log = logging.getLogger(__name__)
 
 
 def new_secret() -> str:
@@ -127,63 +134,47 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+# What a center is told about an attempt: delivered, refused by the receiver with its HTTP
+# status, or unreachable; never an address, an exception or a timing, which would make the
+# delivery history a port scanner (open, closed and filtered ports look alike here). The
+# reason goes to the operator's logs.
+DELIVERED = "livré (HTTP {status})"
+REFUSED = "refusé par le destinataire (HTTP {status})"
+UNREACHABLE = "injoignable"
+_STATUS = re.compile(r"HTTP (\d{3})")
+
+
+def public_detail(detail: str | None) -> str | None:
+    """The coarse outcome of a recorded webhook attempt's detail, also for attempts recorded
+    before outcomes were coarse (their detail started with ``HTTP <status>`` when there was
+    an answer)."""
+    if detail is None:
+        return None
+    found = _STATUS.search(detail)
+    if found is None:
+        return UNREACHABLE
+    status = int(found.group(1))
+    return (DELIVERED if 200 <= status <= 299 else REFUSED).format(status=status)
+
+
+def _unreachable(retryable: bool, reason: str, url: str) -> Outcome:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    log.info("webhook not delivered: %s", reason, extra={"webhook_host": host})
+    return Outcome(False, retryable, None, UNREACHABLE)
+
+
 def _classify(status: int, retry_after: float | None) -> Outcome:
     if 200 <= status <= 299:
-        return Outcome(True, False, status, f"HTTP {status} : livré (delivered)")
-    if 300 <= status <= 399:
-        return Outcome(
-            False,
-            False,
-            status,
-            f"HTTP {status} : redirection non suivie, corrigez l'URL du webhook ; abandon "
-            "(redirect not followed, giving up)",
-        )
-    if status == 410:
-        return Outcome(
-            False,
-            False,
-            status,
-            "HTTP 410 : le destinataire ne veut plus de webhooks ; abandon (gone, giving up)",
-        )
-    if status == 429:
-        return Outcome(
-            False,
-            True,
-            status,
-            "HTTP 429 : trop de requêtes, nouvel essai plus tard (rate limited, will retry)",
-            retry_after,
-        )
-    if status == 408:
-        return Outcome(
-            False,
-            True,
-            status,
-            "HTTP 408 : délai dépassé chez le destinataire, nouvel essai "
-            "(request timeout, will retry)",
-            retry_after,
-        )
-    if 400 <= status <= 499:
-        return Outcome(
-            False,
-            False,
-            status,
-            f"HTTP {status} : refusé par le destinataire ; abandon (rejected, giving up)",
-        )
-    if 500 <= status <= 599:
-        return Outcome(
-            False,
-            True,
-            status,
-            f"HTTP {status} : erreur du destinataire, nouvel essai (server error, will retry)",
-            retry_after,
-        )
-    return Outcome(
-        False,
-        True,
-        status,
-        f"HTTP {status} : réponse inattendue, nouvel essai (unexpected status, will retry)",
-        retry_after,
-    )
+        return Outcome(True, False, status, DELIVERED.format(status=status))
+    refused = REFUSED.format(status=status)
+    if status in _RETRYABLE_4XX or status >= 500 or status < 300:
+        # 408, 429, 5xx and anything unexpected may pass later; a redirect is not followed
+        # (the URL is what was checked), other 4xx will not change: given up.
+        return Outcome(False, True, status, refused, retry_after)
+    return Outcome(False, False, status, refused)
 
 
 async def deliver(
@@ -192,73 +183,55 @@ async def deliver(
     secret: str,
     msg_id: str,
     body: bytes,
+    *,
+    destinations: Destinations,
     timeout: float = 5.0,
     now: Callable[[], float] = time.time,
 ) -> Outcome:
-    """One attempt: POST ``body`` signed for this instant; 2xx is success, redirects are not
-    followed, ``timeout`` bounds the whole attempt (connection, pool wait, upload, answer).
-    Never raises for network trouble nor for an unusable URL, secret or message id: those come
-    back as an ``Outcome`` saying whether another attempt could help."""
+    """One attempt: check the destination (one resolution), POST ``body`` signed for this
+    instant to the checked addresses only; 2xx is success, redirects are not followed,
+    ``timeout`` bounds the whole attempt (resolution, connection, pool wait, upload, answer).
+    ``client`` must come from ``destinations.webhook_client`` (it connects only where the
+    check pinned). Never raises for network trouble, a refused destination nor an unusable
+    URL, secret or message id: those come back as an ``Outcome`` saying whether another
+    attempt could help, with a detail fit for the center."""
     problem = validate_url(url)
     if problem is not None:
-        return Outcome(False, False, None, f"{problem} Abandon (invalid URL, giving up).")
+        return _unreachable(False, f"invalid URL: {problem}", url)
     try:
         request_headers = headers(secret, msg_id, int(now()), body)
     except ValueError:
-        # Retrying cannot fix a malformed secret or message id: give up, say why, no secret.
-        return Outcome(
-            False,
-            False,
-            None,
-            "secret de signature ou identifiant de message inutilisable ; abandon "
-            "(unusable signing secret or message id, giving up)",
-        )
+        # Retrying cannot fix a malformed secret or message id: give up; no secret in logs.
+        return _unreachable(False, "unusable signing secret or message id", url)
     try:
         async with asyncio.timeout(timeout):
-            async with client.stream(
-                "POST",
-                url,
-                content=body,
-                headers=request_headers,
-                timeout=httpx.Timeout(timeout),
-                follow_redirects=False,
-            ) as response:
-                received = 0
-                async for chunk in response.aiter_raw():
-                    received += len(chunk)
-                    if received > _MAX_RESPONSE_BYTES:
-                        break
-                return _classify(response.status_code, _retry_after(response, now()))
+            # Refused destinations are retried like unreachable ones: the center's DNS may be
+            # fixed, nothing is sent meanwhile, and the attempts look alike from outside.
+            destination = await destinations.check(url)
+            with pinned(destination):
+                async with client.stream(
+                    "POST",
+                    url,
+                    content=body,
+                    headers=request_headers,
+                    timeout=httpx.Timeout(timeout),
+                    follow_redirects=False,
+                ) as response:
+                    received = 0
+                    async for chunk in response.aiter_raw():
+                        received += len(chunk)
+                        if received > _MAX_RESPONSE_BYTES:
+                            break
+                    return _classify(response.status_code, _retry_after(response, now()))
+    except Refused as refused:
+        return _unreachable(True, f"destination refused: {refused}", url)
     except (TimeoutError, httpx.TimeoutException):
-        return Outcome(
-            False,
-            True,
-            None,
-            f"pas de réponse en {timeout:g} s, nouvel essai (timed out, will retry)",
-        )
-    except httpx.ConnectError:
-        return Outcome(
-            False,
-            True,
-            None,
-            "connexion impossible (refusée ou injoignable), nouvel essai "
-            "(connection failed, will retry)",
-        )
-    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL):
-        return Outcome(
-            False,
-            False,
-            None,
-            "requête impossible à émettre vers cette URL ; abandon (invalid request, giving up)",
-        )
-    except httpx.TransportError:
-        return Outcome(
-            False,
-            True,
-            None,
-            "connexion interrompue par le destinataire, nouvel essai "
-            "(connection reset, will retry)",
-        )
+        return _unreachable(True, f"no answer within {timeout:g} s", url)
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as error:
+        return _unreachable(False, f"invalid request: {type(error).__name__}", url)
+    except httpx.TransportError as error:
+        # connection refused or failed, TLS failure, reset: maybe better next time
+        return _unreachable(True, f"{type(error).__name__}: {error}", url)
 
 
 def backoff(
@@ -274,10 +247,10 @@ def backoff(
 
 
 def validate_url(url: str) -> str | None:
-    """``None`` when ``url`` is acceptable as a webhook endpoint, else why not (in French).
+    """``None`` when ``url`` is well formed for a webhook endpoint, else why not (in French).
 
-    Loopback and private addresses are allowed on purpose (dev and tests run on 127.0.0.1);
-    SSRF protection belongs to the network the delivery worker runs in (spec, "SSRF").
+    Where it points is judged apart, on its resolved addresses, at registration and at every
+    delivery (``destinations.Destinations.check``).
     """
     if not isinstance(url, str) or not url:
         return "L'URL du webhook est vide."

@@ -12,13 +12,15 @@ from pydantic import SecretStr
 
 from services.notifications.application import NotificationsApp
 from services.notifications.composition import create_http_app
+from services.notifications.destinations import Destinations, Resolver
 from services.notifications.settings import NotificationsSettings
 from services.notifications.sink import start_sink
 from tests.attestations.harness import Attestations, serve_attestations
 from tests.registry.harness import Registry, serve_registry
-from tests.support.processes import ServedApp
+from tests.support.processes import ServedApp, free_port
 
 SECRET = "3f" * 32  # shared download-token secret of this test deployment
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"  # where the tests' webhook receivers listen
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Notifications:
     url: str
     app: NotificationsApp
     mail_dir: Path
+    destinations: Destinations  # the service's webhook policy (its resolver can be swapped)
 
     def mails(self) -> list[Path]:
         return sorted(self.mail_dir.glob("*.eml"))
@@ -33,8 +36,14 @@ class Notifications:
 
 @contextmanager
 def serve_notifications(
-    var_dir: Path, nats_url: str, attestations_url: str, **settings: Any
+    var_dir: Path,
+    nats_url: str,
+    attestations_url: str,
+    resolver: Resolver | None = None,
+    **settings: Any,
 ) -> Iterator[Notifications]:
+    settings.setdefault("webhook_allowed_networks", LOOPBACK_NETWORKS)
+    settings.setdefault("port", free_port())  # and the metrics port + 1000: not the default's
     mail_dir = var_dir / "mail"
     controller, smtp_port = start_sink(mail_dir)
     config = NotificationsSettings(
@@ -48,9 +57,12 @@ def serve_notifications(
         **settings,
     )
     http = create_http_app(config)
+    destinations: Destinations = http.state.webhook_destinations
+    if resolver is not None:
+        destinations.resolver = resolver
     try:
-        with ServedApp(http) as served:
-            yield Notifications(served.url, http.state.notifications, mail_dir)
+        with ServedApp(http, port=config.port) as served:
+            yield Notifications(served.url, http.state.notifications, mail_dir, destinations)
     finally:
         controller.stop()
 

@@ -25,6 +25,7 @@ from tests.support.processes import (
 
 SERVICES = ("registry", "attestations", "notifications")
 DOWNLOAD_SECRET = "5e" * 32  # this test deployment's shared download-token secret
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"  # where the tests' webhook receivers listen
 
 
 @dataclass
@@ -93,6 +94,7 @@ class System:
             "ATTESTATIONS_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['attestations']}",
             "NOTIFICATIONS_ATTESTATIONS_URL": f"http://127.0.0.1:{ports['attestations']}",
             "NOTIFICATIONS_SMTP_PORT": str(self.sink.port),
+            "NOTIFICATIONS_WEBHOOK_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
             **self.settings,
         }
         for name in SERVICES:
