@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,15 @@ from services.attestations.domain.aggregates import Attestation
 from services.attestations.domain.jose import SigningKey
 from services.attestations.identity import issuer_profile
 from services.attestations.keys import KeyStore
-from services.attestations.pdf import PdfSigner
+from services.attestations.pdf import CacheCipher, PdfSigner
+from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
 from services.attestations.settings import AttestationsSettings
 from services.attestations.translation import translator
 from services.runtime.consumer import ConsumerSpec
-from services.runtime.http import create_app
+from services.runtime.http import create_app, install_static
 from services.runtime.logging import configure_logging
 from services.runtime.metrics import Metrics
-from services.runtime.secrets import load_or_create_secret
+from services.runtime.secrets import load_or_create_secret, load_store_key
 from services.runtime.service import ServiceRuntime
 
 CERTIFICATION = "RNCP40705"  # the certifier named as issuer; one issuer per deployment
@@ -80,29 +83,63 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
         consumers=consumers(app),
         metrics=metrics,
     )
+    pdf_signer = PdfSigner.load_or_create(settings.pdf_identity_dir)
+    inspector = PdfInspector(
+        pdf_signer.certificate_pem,
+        workers=settings.verify_pdf_workers,
+        time_limit=settings.verify_pdf_time_limit_seconds,
+        memory_bytes=settings.verify_pdf_memory_limit_bytes,
+        max_waiting=settings.verify_pdf_max_waiting,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The PDF workers live as long as the app: started before it serves, stopped after.
+        await inspector.start()
+        try:
+            async with runtime.lifespan(app):
+                yield
+        finally:
+            await inspector.close()
+
     http = create_app(
         title="certibloc — attestations",
         version="1.0.0",
         description="Attestations signées (W3C VC 2.0 / Open Badges 3.0), vérification, PDF.",
-        lifespan=runtime.lifespan,
+        lifespan=lifespan,
         readiness=runtime.readiness,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
     )
     secret = settings.download_token_secret
+    templates = Jinja2Templates(directory=str(_templates_dir()))
+    # The pages' stylesheet, served by the service (their CSP allows no inline style).
+    templates.env.globals["static_url"] = install_static(http, _templates_dir().parent / "static")
     http.state.context = Context(
         app=app,
-        templates=Jinja2Templates(directory=str(_templates_dir())),
+        templates=templates,
         jwks=keys.jwks,
-        pdf_signer=PdfSigner.load_or_create(settings.pdf_identity_dir),
+        pdf_signer=pdf_signer,
         pdf_cache=settings.pdf_cache_dir,
+        pdf_cipher=pdf_cache_cipher(settings),
         download_secret=bytes.fromhex(secret.get_secret_value())
         if secret
         else load_or_create_secret(settings.download_secret_file),
     )
     http.state.runtime = runtime
+    # Read by POST /v1/verify (kept off Context, which the download-token work also changes).
+    http.state.pdf_inspector = inspector
+    http.state.verify_limits = VerifyLimits(
+        jws_bytes=settings.verify_jws_max_bytes, pdf_bytes=settings.verify_pdf_max_bytes
+    )
     http.include_router(router)
     return http
+
+
+def pdf_cache_cipher(settings: AttestationsSettings) -> CacheCipher:
+    """The cached PDFs' cipher, keyed from the event store's key (the same file)."""
+    path, provided = settings.store_key_path(AttestationsApp.name)
+    return CacheCipher(base64.b64decode(load_store_key(path, create=not provided)))
 
 
 def consumers(app: AttestationsApp) -> list[ConsumerSpec]:

@@ -21,6 +21,7 @@ import datetime as dt
 import os
 import re
 import tempfile
+import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,8 +33,11 @@ from xml.sax.saxutils import escape
 
 import segno
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 from pyhanko.keys import load_certs_from_pemder_data, load_private_key_from_pemder_data
 from pyhanko.pdf_utils import embed, generic
@@ -68,8 +72,11 @@ __all__ = [
     "PdfContent",
     "PdfSigner",
     "build_signed_pdf",
+    "cached_pdf",
+    "credential_in",
     "embedded_credential",
     "french_date",
+    "open_pdf",
     "render",
 ]
 
@@ -80,7 +87,8 @@ QR_MASK = 4
 """Any of the 8 masks gives a valid code; fixing one saves segno ~6 ms of penalty scoring."""
 
 _MAX_CREDENTIAL_BYTES = 256 * 1024
-_SIGNER_FILE = "pdf-signer.pem"
+_MAX_ATTACHMENTS = 64  # ours carry one; a name tree of thousands is not worth reading
+SIGNER_FILE = "pdf-signer.pem"  # the PDF identity: key and certificate, one PEM file
 _CERT_VALIDITY = dt.timedelta(days=3650)
 
 
@@ -522,34 +530,129 @@ def _spec_names(key: Any, spec: generic.DictionaryObject) -> set[str]:
     return found
 
 
+def open_pdf(pdf: bytes) -> PdfFileReader:
+    """A lenient reader with decode limits (no stream inflates beyond them); PdfError if none."""
+    return PdfFileReader(BytesIO(pdf), strict=False, decode_limits=_READ_LIMITS)
+
+
+def credential_in(root: Any) -> str | None:
+    """The JWS attached as ``attestation.vc.jwt`` under a document catalog, or None."""
+    candidates = list(_name_tree_leaves(_get(_get(root, "/Names"), "/EmbeddedFiles")))
+    associated = _get(root, "/AF")
+    if isinstance(associated, generic.ArrayObject):
+        candidates.extend((None, spec) for spec in associated)
+    for key, raw_spec in candidates[:_MAX_ATTACHMENTS]:
+        spec = _deref(raw_spec)
+        if not isinstance(spec, generic.DictionaryObject):
+            continue
+        if ATTACHMENT_NAME not in _spec_names(key, spec):
+            continue
+        ef = _get(spec, "/EF")
+        stream = _get(ef, "/UF") or _get(ef, "/F")
+        if not isinstance(stream, generic.StreamObject):
+            continue
+        data = stream.data
+        if len(data) > _MAX_CREDENTIAL_BYTES:
+            return None
+        text = data.decode("ascii").strip()
+        return text if text.count(".") == 2 else None
+    return None
+
+
 def embedded_credential(pdf: bytes) -> str | None:
-    """The JWS attached as ``attestation.vc.jwt``; None if absent, unreadable or not a PDF."""
+    """The JWS attached as ``attestation.vc.jwt``; None if absent, unreadable or not a PDF.
+
+    Parses in the calling thread: for untrusted input use ``pdf_inspection``, which runs this
+    in a worker process with time and memory limits."""
     if b"%PDF-" not in pdf[:1024]:
         return None
     try:
-        root = PdfFileReader(BytesIO(pdf), strict=False, decode_limits=_READ_LIMITS).root
-        candidates = list(_name_tree_leaves(_get(_get(root, "/Names"), "/EmbeddedFiles")))
-        associated = _get(root, "/AF")
-        if isinstance(associated, generic.ArrayObject):
-            candidates.extend((None, spec) for spec in associated)
-        for key, raw_spec in candidates:
-            spec = _deref(raw_spec)
-            if not isinstance(spec, generic.DictionaryObject):
-                continue
-            if ATTACHMENT_NAME not in _spec_names(key, spec):
-                continue
-            ef = _get(spec, "/EF")
-            stream = _get(ef, "/UF") or _get(ef, "/F")
-            if not isinstance(stream, generic.StreamObject):
-                continue
-            data = stream.data
-            if len(data) > _MAX_CREDENTIAL_BYTES:
-                return None
-            text = data.decode("ascii").strip()
-            return text if text.count(".") == 2 else None
+        return credential_in(open_pdf(pdf).root)
     except (PdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError):
         return None
-    return None
+
+
+# --------------------------------------------------------------------------- the cache
+
+_BUILD_LOCKS: dict[Path, threading.Lock] = {}
+_BUILD_LOCKS_GUARD = threading.Lock()
+
+
+def _build_lock(path: Path) -> threading.Lock:
+    with _BUILD_LOCKS_GUARD:
+        return _BUILD_LOCKS.setdefault(path, threading.Lock())
+
+
+class CacheCipher:
+    """AES-256-GCM for the cached PDFs, which name their holder: the cache on disk is as
+    unreadable as the event store. The key is derived (HKDF) from the store key, so one secret
+    protects the service's data at rest without the two uses sharing a key."""
+
+    MAGIC = b"CBPDF1"  # what an encrypted cache file starts with
+    NONCE_BYTES = 12
+
+    def __init__(self, store_key: bytes) -> None:
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"certibloc/pdf-cache/v1"
+        ).derive(store_key)
+        self._aead = AESGCM(key)
+
+    def seal(self, data: bytes, name: str) -> bytes:
+        nonce = os.urandom(self.NONCE_BYTES)
+        # The file's name is authenticated too: a cached file renamed to another id is refused.
+        return self.MAGIC + nonce + self._aead.encrypt(nonce, data, name.encode())
+
+    def open(self, blob: bytes, name: str) -> bytes | None:
+        """The PDF, or None when the file is not ours to read (written in clear before
+        2026-12, under another key, or tampered with): then it is built again."""
+        head = len(self.MAGIC) + self.NONCE_BYTES
+        if not blob.startswith(self.MAGIC) or len(blob) <= head:
+            return None
+        try:
+            return self._aead.decrypt(blob[len(self.MAGIC) : head], blob[head:], name.encode())
+        except InvalidTag:
+            return None
+
+
+def _read_cached(path: Path, cipher: CacheCipher | None) -> bytes | None:
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return blob if cipher is None else cipher.open(blob, path.name)
+
+
+def cached_pdf(path: Path, build: Callable[[], bytes], cipher: CacheCipher | None = None) -> bytes:
+    """The file at ``path``, built once by ``build`` if missing (kept encrypted with
+    ``cipher`` when given).
+
+    Concurrent first requests in this process wait for the one that builds (a lock per file);
+    the file is written to a private temporary file of its own, fsynced, then renamed into
+    place, so a reader (another process sharing the directory included) sees either no file
+    or the whole file, never a partial one.
+    """
+    path = path.absolute()
+    if (found := _read_cached(path, cipher)) is not None:
+        return found
+    with _build_lock(path):
+        if (found := _read_cached(path, cipher)) is not None:
+            return found  # built while we waited
+        data = build()
+        stored = data if cipher is None else cipher.seal(data, path.name)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:  # mkstemp: mode 0600
+                handle.write(stored)
+                handle.flush()
+                os.fsync(handle.fileno())
+            Path(tmp).replace(path)  # atomic: readers see no file or the whole file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        with _BUILD_LOCKS_GUARD:
+            _BUILD_LOCKS.pop(path, None)  # the file exists now: later readers need no lock
+        return data
 
 
 # --------------------------------------------------------------------------- signing
@@ -647,7 +750,7 @@ class PdfSigner:
         if not directory.is_dir():
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.chmod(0o700)
-        path = directory / _SIGNER_FILE
+        path = directory / SIGNER_FILE
         if not path.exists():
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pdf-signer-", suffix=".tmp")
             try:

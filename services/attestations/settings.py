@@ -30,6 +30,27 @@ class AttestationsSettings(ServiceSettings):
         "<var>/keys/download-token.secret created on first start.",
     )
 
+    verify_jws_max_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest credential POST /v1/verify reads."
+    )
+    verify_pdf_max_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest PDF POST /v1/verify reads."
+    )
+    verify_pdf_workers: int = Field(
+        default=2, ge=1, le=64, description="Worker processes that read uploaded PDFs."
+    )
+    verify_pdf_time_limit_seconds: float = Field(
+        default=3.0, gt=0, description="Wall time one uploaded PDF may cost a worker."
+    )
+    verify_pdf_memory_limit_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="Address space of a PDF worker (RLIMIT_AS); 0: no limit.",
+    )
+    verify_pdf_max_waiting: int = Field(
+        default=16, ge=0, description="PDFs waiting for a worker beyond which 429 is answered."
+    )
+
     @property
     def signing_keys_dir(self) -> Path:
         return self.keys_dir or self.var_dir / "keys" / "attestations"

@@ -1,13 +1,16 @@
 """Checking a credential: the same checks for the verify API, the page and the offline CLI.
 
-Checks, in order: format (a compact JWS), issuer-key (its kid is one of the issuer's keys,
-active or retired), signature, schema (W3C VC 2.0 and Open Badges 3.0 JSON Schemas, vendored
-from the specifications), status (not revoked; skipped offline).
+Checks, in order: format (a compact JWS), pades (for a PDF: signed by the service, intact,
+covering the whole file), issuer-key (its kid is one of the issuer's keys, active or retired),
+signature, schema (W3C VC 2.0 and Open Badges 3.0 JSON Schemas, vendored from the
+specifications), status (not revoked; skipped offline). Once the signature verifies, the report
+names the holder and the achievement, so whoever holds the paper can compare.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -17,9 +20,19 @@ from typing import Any
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
+from contracts.referential import load_certification
+from services.attestations.domain.credential import (
+    FAMILY_NAME_IDENTITY_TYPE,
+    GIVEN_NAMES_IDENTITY_TYPE,
+    GIVEN_NAMES_SEPARATOR,
+)
 from services.attestations.domain.jose import VerificationError, unverified_header, verify
+from services.attestations.pdf_inspection import PdfInspection
 
 SCHEMAS = ("vc2_verifiable-credential-schema.json", "ob_v3p0_achievementcredential_schema.json")
+
+#: A protected header is a few hundred bytes; a longer one is refused before it is decoded.
+MAX_HEADER_CHARS = 4096
 
 # (status, detail) for a credential payload: "valid", "revoked" or "unknown".
 StatusLookup = Callable[[Mapping[str, Any]], tuple[str, str]]
@@ -45,7 +58,58 @@ class Report:
             "status": self.status,
             "checks": [asdict(c) for c in self.checks],
             "credential_id": (self.credential or {}).get("id"),
+            "holder": holder_of(self.credential),
+            "achievement": achievement_of(self.credential),
         }
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def holder_of(credential: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Whose attestation it is, from a verified credential's OB 3.0 identity entries."""
+    if credential is None:
+        return None
+    entries = _dict(credential.get("credentialSubject")).get("identifier")
+    found: dict[str, str] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        entry = _dict(entry)
+        kind, value = entry.get("identityType"), entry.get("identityHash")
+        if isinstance(kind, str) and isinstance(value, str) and not entry.get("hashed"):
+            found.setdefault(kind, value)
+    given = found.get(GIVEN_NAMES_IDENTITY_TYPE)
+    return {
+        "name": found.get("name"),
+        "given_names": given.split(GIVEN_NAMES_SEPARATOR) if given else None,
+        "family_name": found.get(FAMILY_NAME_IDENTITY_TYPE),
+    }
+
+
+def achievement_of(credential: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What it attests (bloc or certification, code, title, certification) and since when."""
+    if credential is None:
+        return None
+    achievement = _dict(_dict(credential.get("credentialSubject")).get("achievement"))
+    code = achievement.get("humanCode")
+    body: dict[str, Any] = {
+        "kind": {"Competency": "bloc", "Diploma": "certification"}.get(
+            str(achievement.get("achievementType")), "autre"
+        ),
+        "code": code,
+        "title": achievement.get("name"),
+        "certification": None,
+        "issued_at": credential.get("validFrom"),
+    }
+    match = re.match(r"RNCP\d+", code) if isinstance(code, str) else None
+    if match:
+        try:
+            cert = load_certification(match.group(0))
+        except KeyError:
+            body["certification"] = {"code": match.group(0), "title": None}
+        else:
+            body["certification"] = {"code": cert.code, "title": cert.title}
+    return body
 
 
 @cache
@@ -71,6 +135,12 @@ def check_credential(
     token: str | bytes, jwks: Mapping[str, Any], status_lookup: StatusLookup | None
 ) -> Report:
     report = Report()
+    head = token.split(b".", 1)[0] if isinstance(token, bytes) else token.split(".", 1)[0]
+    if len(head) > MAX_HEADER_CHARS:
+        report.checks.append(
+            Check("format", False, f"en-tête JWS trop long (plus de {MAX_HEADER_CHARS} octets)")
+        )
+        return report
     try:
         header = unverified_header(token)
     except VerificationError as error:
@@ -107,4 +177,20 @@ def check_credential(
     else:
         report.status = "unchecked"
     report.valid = all(c.ok for c in report.checks)
+    return report
+
+
+def check_pdf(
+    inspection: PdfInspection, jwks: Mapping[str, Any], status_lookup: StatusLookup | None
+) -> Report:
+    """A PDF's report: its attached credential's checks, with the PAdES verdict second."""
+    if inspection.credential is None:
+        report = Report()
+        report.checks.append(Check("format", False, inspection.format_detail))
+        if inspection.pades_ok is not None:
+            report.checks.append(Check("pades", inspection.pades_ok, inspection.pades_detail))
+        return report
+    report = check_credential(inspection.credential, jwks, status_lookup)
+    report.checks.insert(1, Check("pades", bool(inspection.pades_ok), inspection.pades_detail))
+    report.valid = report.valid and bool(inspection.pades_ok)
     return report

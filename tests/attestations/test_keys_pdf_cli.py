@@ -15,6 +15,7 @@ from services.attestations.keys import KeyStore
 from services.runtime import tokens
 from tests.attestations.harness import Attestations
 from tests.attestations.test_service import attestations_of, independent_verify, until
+from tests.attestations.test_verify_hostile import _annotate
 from tests.registry.harness import CENTER_A, Registry, candidate, full_lines, pv
 
 
@@ -119,16 +120,15 @@ async def test_rotation_keeps_earlier_attestations_verifiable(
 
 
 async def test_pdf_is_built_once_signed_and_verifiable(
-    services: tuple[Registry, Attestations],
+    services: tuple[Registry, Attestations], tmp_path: Path
 ) -> None:
     registry, att = services
     async with httpx.AsyncClient(timeout=30) as http:
         await _issue(http, registry, "P1", "RNCP40705BC03")
         (item,) = await attestations_of(http, att, registry, "P1", 1)
         url = f"{att.url}/v1/attestations/{item['id']}/pdf"
-        token = tokens.mint(
-            att.download_secret, tokens.holder_subject(CENTER_A, "P1"), ttl_seconds=600
-        )
+        holder = tokens.holder_subject(CENTER_A, "P1")
+        token = tokens.mint(att.download_secret, holder, item["id"], 0, ttl_seconds=600)
         first = await http.get(url, params={"token": token})
         assert first.status_code == 200 and first.headers["content-type"] == "application/pdf"
         assert first.content.startswith(b"%PDF")
@@ -144,9 +144,37 @@ async def test_pdf_is_built_once_signed_and_verifiable(
             )
         ).json()
         assert report["valid"] is True and report["status"] == "valid"
-        expired = tokens.mint(
-            att.download_secret, tokens.holder_subject(CENTER_A, "P1"), ttl_seconds=-1
-        )
+
+        # Offline, a PDF is checked as a PDF too (its PAdES signature against the service's
+        # certificate) and names its holder; an updated copy fails.
+        jwks = (await http.get(f"{att.url}/.well-known/jwks.json")).json()
+        (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+        (tmp_path / "genuine.pdf").write_bytes(first.content)
+        (tmp_path / "annotated.pdf").write_bytes(_annotate(first.content, "Marc Imposteur"))
+
+        def offline(name: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "services.attestations",
+                    "verify",
+                    str(tmp_path / name),
+                    "--jwks",
+                    str(tmp_path / "jwks.json"),
+                ],
+                env={"CERTIBLOC_VAR_DIR": str(att.var), "PATH": ""},
+                capture_output=True,
+                text=True,
+            )
+
+        genuine = await asyncio.to_thread(offline, "genuine.pdf")
+        assert genuine.returncode == 0, genuine.stdout + genuine.stderr
+        assert "pades" in genuine.stdout and "titulaire : " in genuine.stdout
+        annotated = await asyncio.to_thread(offline, "annotated.pdf")
+        assert annotated.returncode == 1, annotated.stdout + annotated.stderr
+        assert "ÉCHEC  pades" in annotated.stdout
+        expired = tokens.mint(att.download_secret, holder, item["id"], 0, ttl_seconds=-1)
         assert (await http.get(url, params={"token": expired})).status_code == 403
         not_pdf = (
             await http.post(

@@ -26,9 +26,11 @@ from reportlab.pdfgen.canvas import Canvas
 from services.attestations.pdf import (
     ATTACHMENT_MIME_TYPE,
     ATTACHMENT_NAME,
+    CacheCipher,
     PdfContent,
     PdfSigner,
     build_signed_pdf,
+    cached_pdf,
     embedded_credential,
     french_date,
     render,
@@ -275,3 +277,28 @@ def test_signer_is_created_once_then_reused(tmp_path: Path) -> None:
     assert b"PRIVATE KEY" not in first.certificate_pem
     other = PdfSigner.load_or_create(tmp_path / "elsewhere", common_name="autre")
     assert other.certificate_pem != first.certificate_pem
+
+
+def test_the_pdf_cache_is_encrypted_and_rebuilt_when_unreadable(tmp_path: Path) -> None:
+    cipher = CacheCipher(b"k" * 32)
+    path = tmp_path / "pdf" / "AAAAAAAAAAAAAAAAAAAAAA.pdf"
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return b"%PDF-1.7 Zephyrine Quatrebarbe"
+
+    assert cached_pdf(path, build, cipher) == b"%PDF-1.7 Zephyrine Quatrebarbe"
+    stored = path.read_bytes()
+    assert stored.startswith(CacheCipher.MAGIC) and b"Quatrebarbe" not in stored
+    assert cached_pdf(path, build, cipher) == b"%PDF-1.7 Zephyrine Quatrebarbe"
+    assert len(builds) == 1  # read back, not rebuilt
+    # Renamed to another attestation's id, written in clear (before 2026-12), or under
+    # another key: not trusted, built again.
+    other = path.with_name("BBBBBBBBBBBBBBBBBBBBBB.pdf")
+    other.write_bytes(stored)
+    assert cached_pdf(other, build, cipher) == b"%PDF-1.7 Zephyrine Quatrebarbe"
+    path.write_bytes(b"%PDF-1.7 in clear")
+    assert cached_pdf(path, build, cipher) == b"%PDF-1.7 Zephyrine Quatrebarbe"
+    assert cached_pdf(path, build, CacheCipher(b"x" * 32)).startswith(b"%PDF")
+    assert len(builds) == 4

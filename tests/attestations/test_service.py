@@ -13,8 +13,10 @@ import httpx
 import jwt
 import pytest
 
+from services.attestations.pdf import CacheCipher
 from services.attestations.verification import schema_problems
 from services.runtime import tokens
+from services.runtime.secrets import load_store_key
 from tests.attestations.harness import Attestations
 from tests.registry.harness import CENTER_A, CENTER_B, JURY, Registry, candidate, full_lines, pv
 
@@ -109,9 +111,15 @@ async def test_pv_to_valid_revocable_attestations(
     cred_url = f"{att.url}/v1/attestations/{bc01['id']}/credential"
     assert (await http.get(cred_url)).status_code == 401
     assert (await http.get(cred_url, headers=registry.auth(CENTER_B))).status_code in (401, 404)
-    token = tokens.mint(att.download_secret, tokens.holder_subject(CENTER_A, "F1"), ttl_seconds=600)
-    other = tokens.mint(att.download_secret, tokens.holder_subject(CENTER_A, "A1"), ttl_seconds=600)
+    holder = tokens.holder_subject(CENTER_A, "F1")
+    token = tokens.mint(att.download_secret, holder, bc01["id"], 0, ttl_seconds=600)
+    other = tokens.mint(
+        att.download_secret, tokens.holder_subject(CENTER_A, "A1"), bc01["id"], 0, 600
+    )
     assert (await http.get(cred_url, params={"token": other})).status_code == 403
+    bc02 = next(a for a in mine if a["code"] == "RNCP40705BC02")
+    not_this_one = tokens.mint(att.download_secret, holder, bc02["id"], 0, ttl_seconds=600)
+    assert (await http.get(cred_url, params={"token": not_this_one})).status_code == 403
     by_token = await http.get(cred_url, params={"token": token})
     assert by_token.status_code == 200
     assert by_token.headers["content-type"] == "application/vc+jwt"
@@ -249,3 +257,33 @@ async def test_vae_partial_decision_attests_exactly_the_named_blocs(
     assert r.status_code == 201
     found = await attestations_of(http, att, registry, "V1", 2)
     assert sorted(a["code"] for a in found) == named
+
+
+async def test_concurrent_first_downloads_all_get_the_whole_signed_pdf(
+    services: tuple[Registry, Attestations], http: httpx.AsyncClient
+) -> None:
+    from tests.attestations.hostile import service_signer, signed_whole_by
+
+    registry, att = services
+    auth = registry.auth()
+    await http.post(f"{registry.url}/v1/candidates", json=candidate("F1"), headers=auth)
+    created = await http.post(
+        f"{registry.url}/v1/deliberations", json=pv(full_lines("F1", "12")), headers=auth
+    )
+    assert created.status_code == 201
+    found = await attestations_of(http, att, registry, "F1", 13)
+    cache = att.var / "pdf"
+    for attestation in found[:3]:  # each not cached yet, asked for by 8 clients at once
+        url = f"{att.url}/v1/attestations/{attestation['id']}/pdf"
+        assert not (cache / f"{attestation['id']}.pdf").exists()
+        answers = await asyncio.gather(*(http.get(url, headers=auth) for _ in range(8)))
+        assert [r.status_code for r in answers] == [200] * 8
+        bodies = {r.content for r in answers}
+        assert len(bodies) == 1  # built once: every client got the same file
+        (pdf,) = bodies
+        assert await asyncio.to_thread(signed_whole_by, pdf, service_signer(att))
+        stored = (cache / f"{attestation['id']}.pdf").read_bytes()
+        key = load_store_key(att.var / "keys" / "attestations-store.key", create=False)
+        cipher = CacheCipher(base64.b64decode(key))
+        assert cipher.open(stored, f"{attestation['id']}.pdf") == pdf  # kept encrypted
+    assert not list(cache.glob("*.tmp")) and not list(cache.glob(".*"))

@@ -135,7 +135,7 @@ def _b64url_json(segment: str, what: str) -> Any:
     try:
         raw = base64.b64decode(segment + "=" * (-len(segment) % 4), altchars=b"-_", validate=True)
         return json.loads(raw)
-    except (binascii.Error, ValueError) as error:
+    except (binascii.Error, ValueError, RecursionError) as error:  # RecursionError: deep nesting
         raise VerificationError("format", f"the JWS {what} is not base64url JSON") from error
 
 
@@ -187,7 +187,7 @@ def verify(token: str | bytes, jwks: Mapping[str, Any]) -> dict[str, Any]:
     if jwk.get("use", "sig") != "sig" or ("alg" in jwk and jwk["alg"] not in allowed):
         raise VerificationError("issuer-key", f"key '{kid}' is not a signing key for this use")
     alg = header.get("alg")
-    if alg not in allowed:
+    if not isinstance(alg, str) or alg not in allowed:  # a list or an object: not hashable
         raise VerificationError(
             "signature", f"alg {alg!r} does not match key '{kid}' ({', '.join(sorted(allowed))})"
         )
@@ -208,7 +208,7 @@ def verify(token: str | bytes, jwks: Mapping[str, Any]) -> dict[str, Any]:
 
     try:
         payload = json.loads(verified.payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise VerificationError("format", "the JWS payload is not JSON") from None
     if not isinstance(payload, dict):
         raise VerificationError("format", "the JWS payload is not a credential (JSON object)")
