@@ -53,7 +53,9 @@ MAIL = AttestationsMail(
 )
 BLOCS_PER_MAIL = 10
 # A real personal link token, as the dispatcher puts in each e-mail (same length).
-LINK = tokens.mint(b"bench only", "2026-000001", ttl_seconds=30 * 86400, now=1_780_000_000)
+LINK = tokens.mint(
+    b"bench only", "0750001A/2026-000001", "a" * 22, 0, ttl_seconds=30 * 86400, now=1_780_000_000
+)
 
 
 def mails(n: int) -> list[AttestationsMail]:

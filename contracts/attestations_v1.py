@@ -2,14 +2,15 @@
 (``fr.certibloc.attestations.<event>.v1``).
 
 Published (``EVENTS``): one ``attestations-recorded`` per candidate and registry decision,
-listing every attestation that decision issued or revoked. Retired (``RETIRED``; not
+listing every attestation that decision issued or revoked; one ``download-links-revoked`` when
+a candidate's personal links are revoked. Retired (``RETIRED``; not
 published since 2026-12, kept for reading streams written before): ``attestation-issued`` and
 ``attestation-revoked``, one message per attestation — the unit of work is the decision.
 
 Strings are bounded and clean as in ``contracts.text``. Added in 2026-12 as optional fields
 (a compatible change; events published before lack them): ``certification_title`` on
 attestation-issued, ``title``, ``certification`` and ``certification_title`` on
-attestation-revoked.
+attestation-revoked; ``links_epoch`` on attestations-recorded.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class AttestationRevoked(AttestationEvent):
 
 
 ATTESTATIONS_MAX = 32  # what one decision may issue or revoke: 15 blocs and the diploma
+HELD_MAX = 256  # attestations in force for one candidate (superseded ones excluded)
+LINKS_EPOCH_MAX = 1_000_000
 
 
 class IssuedAttestation(BaseModel):
@@ -114,7 +117,43 @@ class AttestationsRecorded(AttestationEvent):
     issued: list[IssuedAttestation] = Field(default_factory=list, max_length=ATTESTATIONS_MAX)
     revoked: list[RevokedAttestation] = Field(default_factory=list, max_length=ATTESTATIONS_MAX)
     recorded_at: datetime
+    links_epoch: int = Field(
+        default=0,
+        ge=0,
+        le=LINKS_EPOCH_MAX,
+        description="The candidate's personal-links epoch: links minted for it open the "
+        "issued attestations (absent before 2026-12: 0).",
+    )
 
 
-EVENTS: tuple[type[AttestationEvent], ...] = (AttestationsRecorded,)
+class HeldAttestation(BaseModel):
+    """An attestation in force, as a new personal link names it."""
+
+    model_config = ConfigDict(frozen=True)
+    attestation_id: Ref
+    kind: Literal["bloc", "certification"]
+    code: Code
+    title: Label
+    verify_url: Url
+
+
+class DownloadLinksRevoked(AttestationEvent):
+    """Every personal download link sent to a candidate so far stopped working (asked by their
+    exam center or an operator). With ``send_new_links``, the candidate is to get an e-mail
+    with new links, for the ``links_epoch`` given, to the attestations listed."""
+
+    NAME: ClassVar[str] = "download-links-revoked"
+    candidate_number: Code
+    exam_center: Code
+    certification: Code
+    certification_title: Label
+    links_epoch: int = Field(ge=1, le=LINKS_EPOCH_MAX)
+    revoked_at: datetime
+    send_new_links: bool
+    attestations: list[HeldAttestation] = Field(
+        default_factory=list, max_length=HELD_MAX, description="In force (with new links only)."
+    )
+
+
+EVENTS: tuple[type[AttestationEvent], ...] = (AttestationsRecorded, DownloadLinksRevoked)
 RETIRED: tuple[type[AttestationEvent], ...] = (AttestationIssued, AttestationRevoked)

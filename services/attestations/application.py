@@ -294,6 +294,31 @@ class AttestationsApp(ServiceApplication):
         found = [self.attestation(pid) for pid in holder.public_ids()]
         return [a for a in found if a is not None]
 
+    def revoke_links(
+        self, exam_center: str, candidate_number: str, *, by: str, send_new_links: bool
+    ) -> int | None:
+        """Invalidate every personal link of the candidate (their new links epoch), and with
+        ``send_new_links`` have the notifications service send new ones to what is in force.
+        None if the candidate is unknown to this center."""
+        held = self.attestations_of(exam_center, candidate_number)
+        holder = self.holder(exam_center, candidate_number)
+        if held is None or holder is None:
+            return None
+        valid = [
+            {"public_id": a.public_id, "kind": a.kind, "code": a.code, "title": a.title}
+            for a in sorted(held, key=lambda a: (a.issued_at, a.code))
+            if a.status == "valid"
+        ]
+        holder.revoke_links(
+            by=by, at=datetime.now(UTC).isoformat(), send_new_links=send_new_links, valid=valid
+        )
+        # A version conflict with a consumer writing the same holder raises IntegrityError:
+        # the caller answers 409 and nothing changed.
+        self.save(holder)
+        with self._cache_lock:  # the consumers' copy is now behind the store
+            self._cache.pop(holder.id, None)
+        return holder.links_epoch
+
     def status_list_credential(self, number: int) -> str | None:
         """The signed Bitstring Status List credential; re-signed only when it changed."""
         if not 1 <= number <= MAX_STATUS_LIST:

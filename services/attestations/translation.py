@@ -20,6 +20,8 @@ from services.runtime.outbox import Outgoing, contract
 
 def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[Outgoing]]:
     def translate(domain_event: object) -> Sequence[Outgoing]:
+        if isinstance(domain_event, Holder.LinksRevoked):
+            return _links_revoked(domain_event, verify_url)
         if not isinstance(domain_event, Holder.DecisionAttested):
             return []
         e: Any = domain_event
@@ -61,8 +63,36 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
                 for a in e.revoked
             ],
             recorded_at=datetime.fromisoformat(e.at),
+            links_epoch=getattr(e, "links_epoch", 0),
         )
         key = candidate_key(e.exam_center, e.candidate_number)
         return [Outgoing(recorded, recorded.event_type(), e.candidate_number, key)]
 
     return translate
+
+
+def _links_revoked(e: Any, verify_url: Callable[[str], str]) -> Sequence[Outgoing]:
+    certification = load_certification(e.certification)
+    revoked = contract(
+        v1.DownloadLinksRevoked,
+        candidate_number=e.candidate_number,
+        exam_center=e.exam_center,
+        certification=certification.code,
+        certification_title=certification.title,
+        links_epoch=e.epoch,
+        revoked_at=datetime.fromisoformat(e.at),
+        send_new_links=e.send_new_links,
+        attestations=[
+            contract(
+                v1.HeldAttestation,
+                attestation_id=a["public_id"],
+                kind=a["kind"],
+                code=a["code"],
+                title=a["title"],
+                verify_url=verify_url(a["public_id"]),
+            )
+            for a in e.valid
+        ],
+    )
+    key = candidate_key(e.exam_center, e.candidate_number)
+    return [Outgoing(revoked, revoked.event_type(), e.candidate_number, key)]

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, TypeVar
 from uuid import UUID
@@ -16,10 +16,17 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.utils import get_topic
 
-from contracts.attestations_v1 import AttestationsRecorded, IssuedAttestation, RevokedAttestation
+from contracts.attestations_v1 import (
+    AttestationsRecorded,
+    DownloadLinksRevoked,
+    HeldAttestation,
+    IssuedAttestation,
+    RevokedAttestation,
+)
 from contracts.envelope import CloudEvent
 from contracts.referential import load_certification
 from contracts.registry_v1 import CandidateRegistered
+from services.notifications import email
 from services.notifications.domain import Notification, Recipient, Webhook
 from services.notifications.webhooks import new_secret
 from services.runtime import centers, tokens, tracing
@@ -61,7 +68,11 @@ class NotificationsApp(ServiceApplication):
         return centers.handle_key_events(self, table)
 
     def attestations_handlers(self) -> HandlerTable:
-        return HandlerTable("attestations").on(AttestationsRecorded, self._on_recorded)
+        return (
+            HandlerTable("attestations")
+            .on(AttestationsRecorded, self._on_recorded)
+            .on(DownloadLinksRevoked, self._on_links_revoked)
+        )
 
     def recipient(self, unit: Unit | None, exam_center: str, number: str) -> Recipient | None:
         return self.find_owned(
@@ -86,28 +97,18 @@ class NotificationsApp(ServiceApplication):
 
     def _on_recorded(self, data: AttestationsRecorded, event: CloudEvent, unit: Unit) -> None:
         """One candidate's decision: one e-mail listing what it issued (with personal
-        download links), one listing what it revoked, and one webhook to the center with
-        both."""
+        download links, minted when the e-mail is written), one listing what it revoked,
+        and one webhook to the center with both."""
         recipient = self._recipient_of(unit, data.exam_center, data.candidate_number)
-        token = tokens.mint(
-            self.download_secret,
-            tokens.holder_subject(recipient.exam_center, recipient.candidate_number),
-            DOWNLOAD_LINK_TTL,
-        )
         decision_key = _decision_key(data)
-        mail = {
-            "certification": data.certification,
-            "certification_title": data.certification_title,
-            "decided_on": data.decided_on.isoformat(),
-            "to_address": recipient.email,
-            "holder_name": recipient.display_name,
-            "links_expire_on": _links_expire_on(),
-        }
+        mail = _mail_header(recipient, data.certification, data.certification_title)
+        mail["decided_on"] = data.decided_on.isoformat()
+        ids = _ids(data)
         if data.issued:
-            items = [self._issued_item(a, token) for a in _in_order(data.issued)]
-            self._queue_mail(
-                unit, recipient, data, f"mail:{decision_key}:issued", "issued", mail, items
-            )
+            mail["links_epoch"] = data.links_epoch
+            items = [_with_links(a) for a in _in_order(data.issued)]
+            key = f"mail:{decision_key}:issued"
+            self._queue_mail(unit, recipient, key, "issued", mail, items, data.decision_id, ids)
         if data.revoked:
             items = [
                 {
@@ -119,9 +120,8 @@ class NotificationsApp(ServiceApplication):
                 }
                 for a in _in_order(data.revoked)
             ]
-            self._queue_mail(
-                unit, recipient, data, f"mail:{decision_key}:revoked", "revoked", mail, items
-            )
+            key = f"mail:{decision_key}:revoked"
+            self._queue_mail(unit, recipient, key, "revoked", mail, items, data.decision_id, ids)
         hook_key = f"hook:{decision_key}"
         if self._has_webhook(unit, recipient.exam_center) and not recipient.knows(hook_key):
             hook = Notification(
@@ -138,31 +138,36 @@ class NotificationsApp(ServiceApplication):
                 queued_at=_now(),
                 traceparent=tracing.current_traceparent(),
                 decision_id=data.decision_id,
-                attestation_ids=_ids(data),
+                attestation_ids=ids,
             )
             recipient.note(hook_key)
             self.stage(unit, hook, recipient)
 
-    def _issued_item(self, a: IssuedAttestation, token: str) -> dict[str, Any]:
-        base = f"{self.attestations_url}/v1/attestations/{a.attestation_id}"
-        return {
-            "kind": a.kind,
-            "code": a.code,
-            "title": a.title,
-            "verify_url": a.verify_url,
-            "download_url": f"{base}/pdf?token={token}",
-            "credential_url": f"{base}/credential?token={token}",
-        }
+    def _on_links_revoked(self, data: DownloadLinksRevoked, _: CloudEvent, unit: Unit) -> None:
+        """The candidate's links were revoked; asked for, an e-mail with new ones (for the
+        new epoch) to every attestation in force."""
+        if not data.send_new_links or not data.attestations:
+            return
+        recipient = self._recipient_of(unit, data.exam_center, data.candidate_number)
+        mail = _mail_header(recipient, data.certification, data.certification_title)
+        mail["links_epoch"] = data.links_epoch
+        held = sorted(data.attestations, key=lambda a: (a.kind == "certification", a.code))
+        items = [_with_links(a) for a in held][: email.ITEMS_MAX]
+        about = f"links\n{data.links_epoch}\n{data.exam_center}\n{data.candidate_number}"
+        key = f"mail:{_short_key(about)}:links_renewed"
+        ids = [a.attestation_id for a in held]
+        self._queue_mail(unit, recipient, key, "links_renewed", mail, items, None, ids)
 
     def _queue_mail(
         self,
         unit: Unit,
         recipient: Recipient,
-        data: AttestationsRecorded,
         key: str,
         what: str,
         mail: dict[str, Any],
         items: list[dict[str, Any]],
+        decision_id: str | None,
+        attestation_ids: list[str],
     ) -> None:
         if recipient.knows(key):
             return
@@ -175,8 +180,8 @@ class NotificationsApp(ServiceApplication):
             payload={**mail, "event": what, "items": items},
             queued_at=_now(),
             traceparent=tracing.current_traceparent(),
-            decision_id=data.decision_id,
-            attestation_ids=_ids(data),
+            decision_id=decision_id,
+            attestation_ids=attestation_ids,
         )
         recipient.note(key)
         self.stage(unit, notification, recipient)
@@ -305,15 +310,49 @@ def _in_order(attestations: Sequence[Attested]) -> list[Attested]:
 def _decision_key(data: AttestationsRecorded) -> str:
     """Short and stable (it is the e-mail's Message-ID and the webhook-id, and goes in a
     header): 128 bits of the decision and the candidate it is about."""
-    about = f"{data.decision_id}\n{data.exam_center}\n{data.candidate_number}"
+    return _short_key(f"{data.decision_id}\n{data.exam_center}\n{data.candidate_number}")
+
+
+def _short_key(about: str) -> str:
     digest = hashlib.sha256(about.encode()).digest()[:16]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def _links_expire_on() -> str:
-    """The day the personal links minted now stop working, in France."""
-    expires = datetime.now(UTC) + timedelta(seconds=DOWNLOAD_LINK_TTL)
-    return expires.astimezone(ZoneInfo("Europe/Paris")).date().isoformat()
+def _mail_header(recipient: Recipient, certification: str, title: str) -> dict[str, Any]:
+    return {
+        "certification": certification,
+        "certification_title": title,
+        "to_address": recipient.email,
+        "holder_name": recipient.display_name,
+    }
+
+
+def _with_links(a: IssuedAttestation | HeldAttestation) -> dict[str, Any]:
+    """An attestation the e-mail gives personal links to. The links' tokens are minted when
+    the e-mail is written (``personal_links``), never stored."""
+    return {
+        "kind": a.kind,
+        "code": a.code,
+        "title": a.title,
+        "verify_url": a.verify_url,
+        "attestation_id": a.attestation_id,
+        "personal_links": True,
+    }
+
+
+def links_expire_on(minted_at: float) -> date:
+    """The day personal links minted at ``minted_at`` stop working, in France."""
+    expires = datetime.fromtimestamp(minted_at + DOWNLOAD_LINK_TTL, UTC)
+    return expires.astimezone(ZoneInfo("Europe/Paris")).date()
+
+
+def personal_links(
+    secret: bytes, attestations_url: str, subject: str, attestation_id: str, epoch: int, now: float
+) -> tuple[str, str]:
+    """(PDF link, credential link) of one attestation, each with a token minted now."""
+    token = tokens.mint(secret, subject, attestation_id, epoch, DOWNLOAD_LINK_TTL, now=now)
+    base = f"{attestations_url}/v1/attestations/{attestation_id}"
+    return f"{base}/pdf?token={token}", f"{base}/credential?token={token}"
 
 
 def _ids(data: AttestationsRecorded) -> list[str]:

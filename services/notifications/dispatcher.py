@@ -28,7 +28,13 @@ import orjson
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from services.notifications.application import NotificationsApp, certification_title
+from services.notifications.application import (
+    NotificationsApp,
+    certification_title,
+    links_expire_on,
+    personal_links,
+)
+from services.notifications.destinations import Destinations
 from services.notifications.domain import Notification
 from services.notifications.email import (
     AttestationsMail,
@@ -39,7 +45,7 @@ from services.notifications.email import (
 from services.notifications.smtp import SmtpDeliveryError, SmtpPool
 from services.notifications.webhooks import MAX_ATTEMPTS, Outcome, backoff, deliver
 from services.notifications.wire import sender_address
-from services.runtime import tracing
+from services.runtime import tokens, tracing
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +94,7 @@ class Dispatcher:
         webhook_timeout: float = 5.0,
         worker: str = "dispatcher",
         clock: Callable[[], float] = time.time,
+        destinations: Destinations | None = None,
     ) -> None:
         sender_address(app.sender)  # a sender we cannot write fails the start, not every e-mail
         self.app = app
@@ -100,6 +107,8 @@ class Dispatcher:
         self.webhook_timeout = webhook_timeout
         self.worker = worker
         self.clock = clock
+        # Where webhooks may go; by default public https destinations only.
+        self.destinations = destinations or Destinations()
         self.templates = template_environment()
         self.tracked: dict[str, Tracked] = {}
         self._keys: dict[UUID, str] = {}  # aggregate id -> delivery key
@@ -371,6 +380,7 @@ class Dispatcher:
             webhook.secret,
             n.delivery_key,
             body,
+            destinations=self.destinations,
             timeout=self.webhook_timeout,
         )
 
@@ -378,19 +388,38 @@ class Dispatcher:
         """The e-mail a stored notification is: one decision's attestations, or (queued
         before 2026-12) one attestation."""
         payload = n.payload
+        now = self.clock()
+        minted = False
         if "items" in payload:
-            items = tuple(
-                MailItem(
-                    kind=item["kind"],
-                    code=item["code"],
-                    title=item["title"],
-                    verify_url=item["verify_url"],
-                    download_url=item.get("download_url"),
-                    credential_url=item.get("credential_url"),
-                    reason=item.get("reason"),
+            subject = tokens.holder_subject(n.exam_center, n.candidate_number)
+            epoch = int(payload.get("links_epoch", 0))
+            listed = []
+            for item in payload["items"]:
+                # Queued since 2026-12: the links' tokens are minted now, never stored. Queued
+                # before: the links (and their tokens) are in the payload.
+                download_url, credential_url = item.get("download_url"), item.get("credential_url")
+                if item.get("personal_links"):
+                    download_url, credential_url = personal_links(
+                        self.app.download_secret,
+                        self.app.attestations_url,
+                        subject,
+                        item["attestation_id"],
+                        epoch,
+                        now,
+                    )
+                    minted = True
+                listed.append(
+                    MailItem(
+                        kind=item["kind"],
+                        code=item["code"],
+                        title=item["title"],
+                        verify_url=item["verify_url"],
+                        download_url=download_url,
+                        credential_url=credential_url,
+                        reason=item.get("reason"),
+                    )
                 )
-                for item in payload["items"]
-            )
+            items = tuple(listed)
         else:
             items = (
                 MailItem(
@@ -404,7 +433,7 @@ class Dispatcher:
                 ),
             )
         decided_on = payload.get("decided_on")
-        expire_on = payload.get("links_expire_on")
+        expire_on = links_expire_on(now).isoformat() if minted else payload.get("links_expire_on")
         code = payload.get("certification") or ""
         return AttestationsMail(
             delivery_key=n.delivery_key,

@@ -1,7 +1,9 @@
 """The e-mails sent to candidates about their attestations, composed from template files.
 
 One e-mail per candidate and registry decision: it lists every attestation the decision issued
-(``attestations_issued``) or, in another e-mail, every one it revoked (``attestations_revoked``).
+(``attestations_issued``) or, in another e-mail, every one it revoked (``attestations_revoked``);
+after the candidate's personal links were revoked, one gives new links to what is in force
+(``attestations_links_renewed``).
 Each e-mail has a stable delivery key; the Message-ID is derived from it, so a message re-sent
 after a crash carries the same Message-ID and is recognisable as the same message. Templates
 live in ``templates/`` (package data): ``<name>.subject.txt``, ``<name>.txt`` and
@@ -49,7 +51,7 @@ class AttestationsMail:
     """The e-mail about what one decision issued, or revoked, for one candidate."""
 
     delivery_key: str  # stable id of this notification; the Message-ID derives from it
-    event: Literal["issued", "revoked"]
+    event: Literal["issued", "revoked", "links_renewed"]  # links_renewed: after a revocation
     to_address: str
     holder_name: str
     certification_title: str  # "BAC PRO - Assistance à la gestion des organisations et de …"

@@ -1,8 +1,13 @@
-"""Personal download tokens: HMAC-signed, expiring, scoped to one candidate of one center
-(``holder_subject``: candidate numbers are unique per center, not nationally).
+"""Personal download links' tokens: HMAC-signed, expiring, never stored.
 
-Minted by whoever holds the shared secret (the notifications service puts one in each e-mail),
-accepted by the attestations service for that candidate's credentials and PDFs.
+The notifications service mints one per link when it writes an e-mail (``mint``); the
+attestations service checks it (``read``). A token names the candidate (``holder_subject``:
+candidate numbers are unique per center, not nationally), the one attestation it opens, and
+the candidate's *links epoch*: the attestations service counts the revocations of a
+candidate's links, and a token minted for an earlier epoch opens nothing.
+
+Tokens of version ``t1`` (before 2026-12: the candidate alone, every attestation, no epoch)
+are still honoured until they expire, unless the candidate's links were revoked since.
 """
 
 from __future__ import annotations
@@ -11,10 +16,29 @@ import base64
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 
 import orjson
 
-VERSION = "t1"
+VERSION = "t2"
+LEGACY_VERSION = "t1"
+MAX_TOKEN_CHARS = 512  # what the routes accept in ?token=
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a valid token opens."""
+
+    subject: str  # holder_subject(center, candidate number)
+    attestation_id: str | None  # None: every attestation of the holder (t1 tokens)
+    epoch: int  # the holder's links epoch when it was minted (0 for t1 tokens)
+
+    def opens(self, subject: str, attestation_id: str, current_epoch: int) -> bool:
+        return (
+            hmac.compare_digest(self.subject, subject)
+            and self.attestation_id in (None, attestation_id)
+            and self.epoch == current_epoch
+        )
 
 
 def _b64(data: bytes) -> str:
@@ -29,26 +53,43 @@ def holder_subject(exam_center: str, candidate_number: str) -> str:
     return f"{exam_center}/{candidate_number}"
 
 
-def mint(secret: bytes, subject: str, ttl_seconds: int, now: float | None = None) -> str:
+def _mac(secret: bytes, version: str, claims: str) -> bytes:
+    return hmac.new(secret, f"{version}.{claims}".encode(), hashlib.sha256).digest()
+
+
+def mint(
+    secret: bytes,
+    subject: str,
+    attestation_id: str,
+    epoch: int,
+    ttl_seconds: int,
+    now: float | None = None,
+) -> str:
+    """A token opening one attestation of ``subject`` for ``ttl_seconds``."""
     expires = int((now if now is not None else time.time()) + ttl_seconds)
-    claims = _b64(orjson.dumps({"c": subject, "e": expires}))
-    mac = hmac.new(secret, f"{VERSION}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{VERSION}.{claims}.{_b64(mac)}"
+    claims = _b64(orjson.dumps({"c": subject, "a": attestation_id, "g": epoch, "e": expires}))
+    return f"{VERSION}.{claims}.{_b64(_mac(secret, VERSION, claims))}"
 
 
-def subject_of(secret: bytes, token: str, now: float | None = None) -> str | None:
-    """Whom the token is for (``holder_subject``), or None if forged, malformed or expired.
-    (Tokens minted before 2026-12 named the candidate number alone: they match no one.)"""
+def read(secret: bytes, token: str, now: float | None = None) -> Grant | None:
+    """What the token opens, or None if forged, malformed or expired."""
+    if len(token) > MAX_TOKEN_CHARS:
+        return None
     try:
         version, claims, mac = token.split(".")
-        expected = hmac.new(secret, f"{version}.{claims}".encode(), hashlib.sha256).digest()
-        if version != VERSION or not hmac.compare_digest(expected, _unb64(mac)):
+        if version not in (VERSION, LEGACY_VERSION):
+            return None
+        if not hmac.compare_digest(_mac(secret, version, claims), _unb64(mac)):
             return None
         data = orjson.loads(_unb64(claims))
-        candidate = data["c"]
+        subject = data["c"]
         expires = int(data["e"])
+        attestation_id = data["a"] if version == VERSION else None
+        epoch = int(data["g"]) if version == VERSION else 0
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None
-    if expires < (now if now is not None else time.time()) or not isinstance(candidate, str):
+    if not isinstance(subject, str) or not isinstance(attestation_id, str | None):
         return None
-    return candidate
+    if expires < (now if now is not None else time.time()):
+        return None
+    return Grant(subject, attestation_id, epoch)

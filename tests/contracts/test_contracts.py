@@ -232,6 +232,26 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
             )
         ],
         recorded_at=datetime(2026, 7, 10, 14, 0, tzinfo=UTC),
+        links_epoch=1,
+    ),
+    a.DownloadLinksRevoked: a.DownloadLinksRevoked(
+        candidate_number=CANDIDATE,
+        exam_center=CENTER,
+        certification=CERTIFICATION,
+        certification_title="BAC PRO - Assistance à la gestion des organisations et de leurs "
+        "activités",
+        links_epoch=2,
+        revoked_at=datetime(2026, 9, 1, 8, 0, tzinfo=UTC),
+        send_new_links=True,
+        attestations=[
+            a.HeldAttestation(
+                attestation_id="Qm9uam91ciBMw6lhIE1hcg",
+                kind="certification",
+                code=CERTIFICATION,
+                title="BAC PRO - Assistance à la gestion des organisations et de leurs activités",
+                verify_url="http://127.0.0.1:8102/v/Qm9uam91ciBMw6lhIE1hcg",
+            )
+        ],
     ),
     n2.NotificationSent: n2.NotificationSent(
         delivery_key="mail:D-0751234A-2026-06:0751234A:C0001:issued",
@@ -404,7 +424,7 @@ def test_the_unit_on_the_wire_is_the_candidates_decision() -> None:
         r.ExamCenterKeyIssued,
         r.ExamCenterKeyRevoked,
     }
-    assert set(a.EVENTS) == {a.AttestationsRecorded}
+    assert set(a.EVENTS) == {a.AttestationsRecorded, a.DownloadLinksRevoked}
     assert r.BlocValidated in r.RETIRED and a.AttestationIssued in a.RETIRED
 
 

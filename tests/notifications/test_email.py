@@ -746,3 +746,23 @@ async def test_idle_connections_are_checked_before_use(
     finally:
         await pool.close()
     assert await wait_for_count(directory, 3) == 3
+
+
+def test_new_links_after_a_revocation(templates: jinja2.Environment) -> None:
+    renewed = replace(
+        THIRTEEN, delivery_key="mail:Zq8Wb2Lx9Vb3Nc8Mz1Kp4R:links_renewed", event="links_renewed"
+    )
+    message = compose(renewed, templates)
+    assert message["Subject"] == "Nouveaux liens vers vos 13 attestations (RNCP40705)"
+    text, html = parts(message)
+    assert (
+        "les liens personnels de téléchargement qui vous avaient été envoyés ne fonctionnent"
+        in text
+    )
+    assert "13 attestations en vigueur" in text and "jury" not in text
+    assert text.count("?token=") == 26 and html.count("/pdf?token=") == 13
+    assert "Nouveaux liens vers vos attestations" in html
+    assert render(renewed, templates) is not None  # the fast writer takes it too
+    one = compose(replace(renewed, items=(BLOCS[0],)), templates)
+    assert one["Subject"].startswith("Nouveau lien vers votre attestation : bloc de compétences")
+    assert "Voici un nouveau lien vers votre attestation pour le bloc" in parts(one)[0]

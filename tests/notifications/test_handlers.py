@@ -7,13 +7,15 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from contracts import attestations_v1 as att
 from contracts import registry_v1 as reg
 from contracts.referential import load_certification
-from services.notifications.application import NotificationsApp
+from services.notifications.application import NotificationsApp, personal_links
 from services.notifications.domain import Notification
+from services.runtime import tokens
 from tests.support.feed import Feeder
 
 A = "0750001A"
@@ -93,10 +95,14 @@ def test_one_mail_lists_every_attestation_of_a_decision(app: NotificationsApp) -
     assert payload["event"] == "issued" and payload["certification_title"] == TITLE
     assert payload["decided_on"] == "2026-07-03" and payload["to_address"] == "lea@example.org"
     assert [i["code"] for i in payload["items"]] == ["RNCP40705BC01", "RNCP40705BC02"]
-    for item in payload["items"]:
-        assert item["download_url"].startswith("http://127.0.0.1:8102/v1/attestations/")
-        assert "?token=" in item["download_url"] and "?token=" in item["credential_url"]
-    assert payload["links_expire_on"] > "2026-07-03"
+    # The personal links' tokens are minted when the e-mail is written, never stored.
+    assert "token" not in orjson.dumps(payload).decode()
+    assert all(item["personal_links"] for item in payload["items"])
+    assert [i["attestation_id"] for i in payload["items"]] == [
+        "AAAAAAAAAAAAAAAAAAAAAA",
+        "BBBBBBBBBBBBBBBBBBBBBB",
+    ]
+    assert payload["links_epoch"] == 0
     assert mail.decision_id == "d1"
     assert set(mail.attestation_ids) == {"AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBB"}
     assert len(mail.delivery_key) <= 52  # the e-mail's fast writer takes headers this long
@@ -130,3 +136,65 @@ def test_another_centers_candidate_with_the_same_number_gets_nothing(
     with pytest.raises(UnknownRecipient):
         feed.send(recorded(exam_center="0690002B"))
     assert app.notifications_of("0690002B", "C0001") is None
+
+
+def test_links_minted_for_one_attestation_and_the_epoch() -> None:
+    subject = tokens.holder_subject(A, "C0001")
+    pdf, credential = personal_links(
+        b"k" * 32, "http://127.0.0.1:8102", subject, "AAAAAAAAAAAAAAAAAAAAAA", 3, now=1e9
+    )
+    assert pdf.startswith("http://127.0.0.1:8102/v1/attestations/AAAAAAAAAAAAAAAAAAAAAA/pdf?")
+    token = pdf.split("token=")[1]
+    assert credential.endswith(f"/credential?token={token}")
+    grant = tokens.read(b"k" * 32, token, now=1e9 + 1)
+    assert grant is not None
+    assert grant.opens(subject, "AAAAAAAAAAAAAAAAAAAAAA", 3)
+    assert not grant.opens(subject, "BBBBBBBBBBBBBBBBBBBBBB", 3)  # another attestation
+    assert not grant.opens(subject, "AAAAAAAAAAAAAAAAAAAAAA", 4)  # revoked since
+    assert not grant.opens(tokens.holder_subject(A, "C0002"), "AAAAAAAAAAAAAAAAAAAAAA", 3)
+    assert tokens.read(b"x" * 32, token, now=1e9 + 1) is None  # another secret
+    assert tokens.read(b"k" * 32, token, now=1e9 + 91 * 86400) is None  # expired
+    assert tokens.read(b"k" * 32, token[:-2] + "AA", now=1e9) is None  # forged
+
+
+def links_revoked(**changes: object) -> att.DownloadLinksRevoked:
+    fields: dict[str, object] = {
+        "candidate_number": "C0001",
+        "exam_center": A,
+        "certification": "RNCP40705",
+        "certification_title": TITLE,
+        "links_epoch": 1,
+        "revoked_at": datetime.now(UTC),
+        "send_new_links": True,
+        "attestations": [
+            att.HeldAttestation(
+                attestation_id=a,
+                kind="bloc",
+                code=c,
+                title=f"Le bloc {c[-4:]}",
+                verify_url=f"http://127.0.0.1:8102/v/{a}",
+            )
+            for a, c in (
+                ("BBBBBBBBBBBBBBBBBBBBBB", "RNCP40705BC02"),
+                ("AAAAAAAAAAAAAAAAAAAAAA", "RNCP40705BC01"),
+            )
+        ],
+        **changes,
+    }
+    return att.DownloadLinksRevoked.model_validate(fields)
+
+
+def test_revoked_links_asked_again_give_one_mail_with_new_links(app: NotificationsApp) -> None:
+    feed = Feeder(app, app.attestations_handlers(), app.before_commit)
+    feed.send(links_revoked(send_new_links=False, attestations=[]))
+    assert mails(app) == []  # revoked only: nothing to tell
+    feed.send(links_revoked())
+    (mail,) = mails(app)
+    payload = mail.payload
+    assert payload["event"] == "links_renewed" and payload["links_epoch"] == 1
+    assert [i["code"] for i in payload["items"]] == ["RNCP40705BC01", "RNCP40705BC02"]
+    assert "token" not in orjson.dumps(payload).decode()
+    feed.send(links_revoked())  # redelivered: nothing new
+    assert len(mails(app)) == 1
+    feed.send(links_revoked(links_epoch=2))  # revoked again, new links again
+    assert len(mails(app)) == 2

@@ -1,7 +1,8 @@
 """The three services as separate processes on a real nats-server, with the dev SMTP sink as a
 process too: a PV in, valid attestations at /v/{id}, one e-mail per candidate's decision listing
-them with working links, one signed webhook per decision; a correction revokes and re-awards; a
-partial VAE decision attests exactly its blocs."""
+them with working links (revoked by the center, new ones e-mailed), one signed webhook per
+decision; a correction revokes and re-awards; a partial VAE decision attests exactly its
+blocs."""
 
 from __future__ import annotations
 
@@ -99,6 +100,21 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             pdf = await http.get(links[0])
             assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
+            # The center revokes the candidate's links and asks for new ones: the links sent
+            # open nothing at once, and a new e-mail brings working ones.
+            revoked_links = await http.post(
+                f"{att}/v1/candidates/E1/download-links/revoke",
+                json={"send_new_links": True},
+                headers=auth,
+            )
+            assert revoked_links.status_code == 202, revoked_links.text
+            assert (await http.get(links[0])).status_code == 403
+            await eventually(lambda: len(mails_about(system.mail_dir, ":links_renewed")) == 1)
+            (renewed,) = mails_about(system.mail_dir, ":links_renewed")
+            new_links = re.findall(r"(http://\S+/pdf\?token=\S+)", text_of(renewed))
+            assert len(new_links) == 13 and not set(new_links) & set(links)
+            assert (await http.get(new_links[0])).status_code == 200
+
             # One signed webhook for the decision, verified by an independent Standard
             # Webhooks implementation, listing the same 13 attestations.
             await eventually(lambda: len(receiver.verified) >= 1)
@@ -169,10 +185,11 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             assert decision.status_code == 201, decision.text
             vae = await eventually(lambda: attestations("V1", 2))
             assert sorted(a["code"] for a in vae) == named
-            # One e-mail and one webhook per decision and kind: nothing twice.
-            await eventually(lambda: len(mails(system.mail_dir)) >= 4)
+            # One e-mail and one webhook per decision and kind (and the new links): nothing
+            # twice.
+            await eventually(lambda: len(mails(system.mail_dir)) >= 5)
             final = mails(system.mail_dir)
-            assert len(final) == 4 and len({m["Message-ID"] for m in final}) == 4
+            assert len(final) == 5 and len({m["Message-ID"] for m in final}) == 5
             await eventually(lambda: len(receiver.verified) >= 3)
             assert len(receiver.verified) == 3
             assert all(len(v) == 1 for v in receiver.verified.values())

@@ -4,25 +4,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from eventsourcing.persistence import IntegrityError
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.attestations.api import views
 from services.attestations.application import AttestationsApp
 from services.attestations.domain.aggregates import Attestation
 from services.attestations.domain.jose import MEDIA_TYPE
 from services.attestations.identity import did_document
-from services.attestations.pdf import PdfContent, PdfSigner, build_signed_pdf, embedded_credential
-from services.attestations.verification import Check, Report, check_credential
+from services.attestations.pdf import (
+    CacheCipher,
+    PdfContent,
+    PdfSigner,
+    build_signed_pdf,
+    cached_pdf,
+)
+from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
+from services.attestations.verification import check_credential, check_pdf
 from services.runtime import tokens
 from services.runtime.auth import MISSING, bearer_center
-from services.runtime.problems import Forbidden, NotFound, Unauthorized, UnsupportedMediaType
-from services.runtime.secrets import write_private
+from services.runtime.problems import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 
 router = APIRouter()
 
@@ -36,8 +51,9 @@ class Context:
         templates: Jinja2Templates,
         jwks: Any,
         pdf_signer: PdfSigner,
-        pdf_cache: Path,
+        pdf_cache: FilePath,
         download_secret: bytes,
+        pdf_cipher: CacheCipher | None = None,
     ) -> None:
         self.app = app
         self.templates = templates
@@ -45,6 +61,7 @@ class Context:
         self.pdf_signer = pdf_signer
         self.pdf_cache = pdf_cache
         self.download_secret = download_secret
+        self.pdf_cipher = pdf_cipher  # the cached PDFs name their holder: encrypted on disk
         self.views = views.VerificationViews(app, self.issuer, templates.env)
 
     @property
@@ -142,13 +159,72 @@ def _downloadable(
             "Lien personnel (?token=) ou clé d'API du centre requis pour télécharger.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    holder = tokens.holder_subject(attestation.exam_center, attestation.candidate_number)
-    if tokens.subject_of(c.download_secret, token) != holder:
-        raise Forbidden("Lien de téléchargement invalide ou expiré ; demandez-en un nouveau.")
+    refused = Forbidden(
+        "Lien de téléchargement invalide, expiré ou révoqué ; demandez-en un nouveau "
+        "à votre centre d'examen."
+    )
+    grant = tokens.read(c.download_secret, token)
+    subject = tokens.holder_subject(attestation.exam_center, attestation.candidate_number)
+    # What the token alone can refuse is refused before the holder is read from the store.
+    if grant is None or not grant.opens(subject, attestation.public_id, grant.epoch):
+        raise refused
+    holder = c.app.holder(attestation.exam_center, attestation.candidate_number)
+    if holder is None or grant.epoch != holder.links_epoch:
+        raise refused
     return attestation
 
 
-Token = Annotated[str | None, Query(max_length=512, description="Jeton personnel du candidat")]
+# A personal file: not kept by browsers or proxies (its link may be revoked).
+PRIVATE = {"Cache-Control": "private, no-store"}
+
+
+Token = Annotated[
+    str | None,
+    Query(max_length=tokens.MAX_TOKEN_CHARS, description="Jeton personnel du candidat"),
+]
+
+
+class LinksRevocation(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # 0, "yes": not booleans
+    send_new_links: bool = Field(
+        default=False,
+        description="Envoyer au candidat un e-mail avec de nouveaux liens vers ses "
+        "attestations en vigueur.",
+    )
+
+
+Center = Annotated[
+    str, Depends(bearer_center(lambda r: r.app.state.context.app.authenticate_center))
+]
+
+
+@router.post(
+    "/v1/candidates/{candidate_number}/download-links/revoke",
+    tags=["attestations"],
+    summary="Révoquer tous les liens personnels d'un candidat (nouvel e-mail sur demande)",
+    status_code=202,
+)
+def revoke_download_links(
+    candidate_number: Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")],
+    body: LinksRevocation,
+    c: Ctx,
+    center: Center,
+) -> dict[str, Any]:
+    try:
+        epoch = c.app.revoke_links(
+            center, candidate_number, by=f"center:{center}", send_new_links=body.send_new_links
+        )
+    except IntegrityError:
+        raise Conflict(
+            "Le dossier du candidat change en ce moment ; réessayez dans un instant."
+        ) from None
+    if epoch is None:
+        raise NotFound(f"Candidat {candidate_number} inconnu pour ce centre.")
+    return {
+        "candidate_number": candidate_number,
+        "links_revoked": True,
+        "new_links_sent": body.send_new_links,
+    }
 
 
 @router.get(
@@ -164,7 +240,10 @@ def download_credential(
     return Response(
         attestation.credential,
         media_type=MEDIA_TYPE,
-        headers={"Content-Disposition": f'attachment; filename="{attestation.public_id}.vc.jwt"'},
+        headers={
+            **PRIVATE,
+            "Content-Disposition": f'attachment; filename="{attestation.public_id}.vc.jwt"',
+        },
     )
 
 
@@ -178,17 +257,18 @@ def download_pdf(
     attestation_id: str, c: Ctx, center: OptionalCenter, token: Token = None
 ) -> Response:
     attestation = _downloadable(c, attestation_id, center, token)
-    cached = c.pdf_cache / f"{attestation.public_id}.pdf"
-    if cached.exists():
-        data = cached.read_bytes()
-    else:
-        data = build_signed_pdf(pdf_content(c, attestation), attestation.credential, c.pdf_signer)
-        write_private(cached, data)
+    # Built once even when first requested many times at once; never read half-written.
+    data = cached_pdf(
+        c.pdf_cache / f"{attestation.public_id}.pdf",
+        lambda: build_signed_pdf(pdf_content(c, attestation), attestation.credential, c.pdf_signer),
+        c.pdf_cipher,
+    )
     return Response(
         data,
         media_type="application/pdf",
         headers={
-            "Content-Disposition": f'attachment; filename="attestation-{attestation.code}.pdf"'
+            **PRIVATE,
+            "Content-Disposition": f'attachment; filename="attestation-{attestation.code}.pdf"',
         },
     )
 
@@ -226,25 +306,35 @@ def pdf_content(c: Context, attestation: Attestation) -> PdfContent:
 )
 async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await request.body()
+    limits: VerifyLimits = request.app.state.verify_limits
     if content_type == "application/pdf":
-        token = embedded_credential(body)
-        if token is None:
-            report = Report()
-            report.checks.append(
-                Check(
-                    "format", False, "le PDF ne contient pas de justificatif (attestation.vc.jwt)"
-                )
-            )
-            return report.as_json()
+        limit, what = limits.pdf_bytes, "Le PDF"
     elif content_type in (MEDIA_TYPE, "application/jwt", "text/plain"):
-        token = body.decode("ascii", errors="replace").strip()
+        limit, what = limits.jws_bytes, "Le justificatif"
     else:
         raise UnsupportedMediaType(
             f"Envoyez le justificatif en {MEDIA_TYPE} ou l'attestation en application/pdf."
         )
+    too_large = PayloadTooLarge(f"{what} dépasse {limit} octets : il ne peut pas être vérifié.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():  # capped as it arrives, not after
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
     jwks = c.jwks()
-    report = await run_in_threadpool(check_credential, token, jwks, lambda p: _status_of(c, p))
+    if content_type == "application/pdf":
+        # Parsing and the PAdES check run in a worker process, under time and memory limits.
+        inspector: PdfInspector = request.app.state.pdf_inspector
+        inspection = await inspector.inspect(body)
+        report = await run_in_threadpool(check_pdf, inspection, jwks, lambda p: _status_of(c, p))
+    else:
+        token = body.decode("ascii", errors="replace").strip()
+        report = await run_in_threadpool(check_credential, token, jwks, lambda p: _status_of(c, p))
     return report.as_json()
 
 

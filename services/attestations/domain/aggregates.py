@@ -140,6 +140,7 @@ class Holder(Aggregate):
     number alone (``legacy_id``); lookups try both and check the center."""
 
     DecisionAttested: ClassVar[type[Aggregate.Event]]
+    LinksRevoked: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     @lru_cache(maxsize=65536)
@@ -206,6 +207,7 @@ class Holder(Aggregate):
             certification=self.certification,
             given_names=self.given_names,
             family_name=self.family_name,
+            links_epoch=self.links_epoch,
         )
 
     @event("DecisionAttested")
@@ -222,6 +224,7 @@ class Holder(Aggregate):
         certification: str,
         given_names: list[str],
         family_name: str,
+        links_epoch: int = 0,  # absent from events recorded before 2026-12
     ) -> None:
         for entry in issued:
             self.attestations[entry["source_id"]] = {
@@ -239,6 +242,42 @@ class Holder(Aggregate):
 
     def public_ids(self) -> list[str]:
         return [e["public_id"] for e in self.attestations.values()]
+
+    @property
+    def links_epoch(self) -> int:
+        """How many times the candidate's personal links were revoked: a download token opens
+        something only if minted for the current epoch."""
+        return getattr(self, "_links_epoch", 0)  # holders recorded before 2026-12 lack it
+
+    def revoke_links(
+        self, by: str, at: str, send_new_links: bool, valid: list[dict[str, str]]
+    ) -> None:
+        """Every personal link sent so far stops working. ``valid`` (the attestations in force,
+        when new links are to be sent) travels with the event so it can be published alone."""
+        self._links_revoked(
+            by=by,
+            at=at,
+            epoch=self.links_epoch + 1,
+            send_new_links=send_new_links,
+            valid=valid if send_new_links else [],
+            candidate_number=self.candidate_number,
+            exam_center=self.exam_center,
+            certification=self.certification,
+        )
+
+    @event("LinksRevoked")
+    def _links_revoked(
+        self,
+        by: str,
+        at: str,
+        epoch: int,
+        send_new_links: bool,
+        valid: list[dict[str, str]],
+        candidate_number: str,
+        exam_center: str,
+        certification: str,
+    ) -> None:
+        self._links_epoch = epoch
 
 
 MAX_PARTITIONS = 256  # contracts.subjects.MAX_PARTITIONS: list numbers interleave by partition
