@@ -7,10 +7,12 @@ limits are in the OpenAPI document (``maxLength``, ``maxItems``) and in the READ
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
 
 from contracts.registry_v1 import BLOCS_MAX, JURY_MEMBERS_MAX, AccessRoute, JuryRole
 from contracts.text import (
@@ -36,8 +38,31 @@ CertificationCode = Annotated[str, Field(min_length=1, max_length=CODE_MAX)]
 BlocCode = Annotated[str, Field(min_length=1, max_length=CODE_MAX)]
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _date_text(value: object) -> object:
+    # Lax pydantic takes 0 for 1970-01-01 and a date-time at midnight for its date.
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise PydanticCustomError("date_type", "date attendue (AAAA-MM-JJ)")
+    return value
+
+
+def _exact_int(value: object) -> object:
+    # A Literal of integers matches True for 1 and 1.0 for 1 (they compare equal), strict or not.
+    if type(value) is not int:
+        raise PydanticCustomError("int_type", "nombre entier attendu")
+    return value
+
+
+# A date is what the schema says (a "YYYY-MM-DD" string), parsed once it is one.
+IsoDate = Annotated[date, Strict(False), BeforeValidator(_date_text)]
+
+
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Strict: what the schema says is a boolean, an integer or a list is one. Lax pydantic
+    # turns "yes" or 0.0 into a boolean, true into the grade 1.0 and 1.0 into group 1.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class CandidateIn(_In):
@@ -45,11 +70,11 @@ class CandidateIn(_In):
     birth_name: NameInput
     usage_name: NameInput | None = None
     given_names: list[NameInput] = Field(min_length=1, max_length=GIVEN_NAMES_MAX)
-    birth_date: date
+    birth_date: IsoDate
     email: EmailInput
     certification: CertificationCode
     access_route: AccessRoute
-    candidate_group: Literal[1, 2, 3]
+    candidate_group: Annotated[Literal[1, 2, 3], BeforeValidator(_exact_int)]
     ine: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{11}$", max_length=11)
 
     def identity(self) -> dict[str, Any]:
@@ -73,7 +98,7 @@ class JuryIn(_In):
 class DeliberationMeta(_In):
     certification: CertificationCode
     session: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", max_length=7, examples=["2026-06"])
-    deliberated_on: date
+    deliberated_on: IsoDate
     jury: JuryIn
 
 
@@ -94,7 +119,7 @@ class DeliberationOut(BaseModel):
 class VaeDecisionIn(_In):
     candidate_number: CandidateNumber
     certification: CertificationCode
-    decided_on: date
+    decided_on: IsoDate
     jury: JuryIn
     decision: Literal["totale", "partielle", "refus"]
     blocs: list[BlocCode] = Field(default_factory=list, max_length=BLOCS_MAX)
