@@ -94,9 +94,9 @@ async def one_run(
             answered = time.perf_counter()
             response.raise_for_status()
             receipt = response.json()
-        # One bloc-graded per line, one bloc-validated per validated line (10 of 12 blocs:
-        # no diploma decision, so no award events).
-        expected = baseline + receipt["lines"] + receipt["validated"]
+        # One decision-recorded per candidate of the PV (its lines, validated blocs and any
+        # award in one event: the candidate's decision is the unit of work).
+        expected = baseline + candidates
         while (await js.stream_info(stream)).state.messages < expected:
             await asyncio.sleep(0.01)
         finished = time.perf_counter()
