@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts import attestations_v1 as v1
 from contracts.referential import load_certification
 from contracts.subjects import candidate_key
 from services.attestations.domain.aggregates import Holder
 from services.runtime.outbox import Outgoing, contract
+
+Listed = TypeVar("Listed", v1.IssuedAttestation, v1.RevokedAttestation, v1.HeldAttestation)
 
 
 def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[Outgoing]]:
@@ -38,29 +40,17 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
             holder_given_names=e.given_names,
             holder_family_name=e.family_name,
             issued=[
-                contract(
+                _about(
                     v1.IssuedAttestation,
-                    attestation_id=a["public_id"],
-                    kind=a["kind"],
-                    code=a["code"],
-                    title=a["title"],
-                    verify_url=verify_url(a["public_id"]),
+                    a,
+                    verify_url,
                     source_id=a["source_id"],
                     replaces=a.get("replaces"),
                 )
                 for a in e.issued
             ],
             revoked=[
-                contract(
-                    v1.RevokedAttestation,
-                    attestation_id=a["public_id"],
-                    kind=a["kind"],
-                    code=a["code"],
-                    title=a["title"],
-                    verify_url=verify_url(a["public_id"]),
-                    reason=a["reason"],
-                )
-                for a in e.revoked
+                _about(v1.RevokedAttestation, a, verify_url, reason=a["reason"]) for a in e.revoked
             ],
             recorded_at=datetime.fromisoformat(e.at),
             links_epoch=getattr(e, "links_epoch", 0),
@@ -69,6 +59,21 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
         return [Outgoing(recorded, recorded.event_type(), e.candidate_number, key)]
 
     return translate
+
+
+def _about(
+    model: type[Listed], a: dict[str, Any], verify_url: Callable[[str], str], **more: Any
+) -> Listed:
+    """An attestation as a published event lists it, from what the holder's event recorded."""
+    return contract(
+        model,
+        attestation_id=a["public_id"],
+        kind=a["kind"],
+        code=a["code"],
+        title=a["title"],
+        verify_url=verify_url(a["public_id"]),
+        **more,
+    )
 
 
 def _links_revoked(e: Any, verify_url: Callable[[str], str]) -> Sequence[Outgoing]:
@@ -82,17 +87,7 @@ def _links_revoked(e: Any, verify_url: Callable[[str], str]) -> Sequence[Outgoin
         links_epoch=e.epoch,
         revoked_at=datetime.fromisoformat(e.at),
         send_new_links=e.send_new_links,
-        attestations=[
-            contract(
-                v1.HeldAttestation,
-                attestation_id=a["public_id"],
-                kind=a["kind"],
-                code=a["code"],
-                title=a["title"],
-                verify_url=verify_url(a["public_id"]),
-            )
-            for a in e.valid
-        ],
+        attestations=[_about(v1.HeldAttestation, a, verify_url) for a in e.valid],
     )
     key = candidate_key(e.exam_center, e.candidate_number)
     return [Outgoing(revoked, revoked.event_type(), e.candidate_number, key)]
