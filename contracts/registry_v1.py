@@ -30,7 +30,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import ContractEvent
-from contracts.text import GIVEN_NAMES_MAX, Code, Email, FreeText, PersonName, Ref
+from contracts.text import GIVEN_NAMES_MAX, Code, Email, FreeText, Label, PersonName, Ref
 
 DecimalString = str
 DECIMAL_PATTERN = r"^(20(\.0{1,2})?|1?[0-9](\.[0-9]{1,2})?)$"
@@ -89,6 +89,16 @@ class CandidateRegistered(RegistryEvent):
     candidate_group: Literal[1, 2, 3]
     ine: Code | None = None
     registered_at: datetime
+    # Added in 2026-12 (optional: events published before lack them).
+    show_exam_center: bool = Field(
+        default=False,
+        description="The candidate wants the exam center's name shown on their attestations.",
+    )
+    exam_center_name: Label | None = Field(
+        default=None,
+        description="Name of the registering exam center, when show_exam_center (absent "
+        "before 2026-12).",
+    )
 
 
 class BlocGraded(RegistryEvent):

@@ -92,6 +92,7 @@ class AttestationsApp(ServiceApplication):
             email=data.email,
             access_route=data.access_route,
             certification=data.certification,
+            exam_center_name=data.exam_center_name if data.show_exam_center else None,
         )
         self.stage(unit, holder)
 
@@ -112,13 +113,18 @@ class AttestationsApp(ServiceApplication):
             if (r := self._revoke(unit, holder, source_id, reason)) is not None
         ]
         issued: list[dict[str, Any]] = []
+        center = _shown_center(holder)
         if cert.grants_bloc_attestations(data.access_route):
             for bloc in data.validated:
                 achievement = bloc_achievement(data.certification, bloc.bloc)
-                self._issue(unit, holder, achievement, bloc.validation_id, event.time, issued)
+                facts = _bloc_facts(data, bloc, center)
+                self._issue(
+                    unit, holder, achievement, bloc.validation_id, event.time, issued, facts
+                )
         if data.award is not None:
             achievement = certification_achievement(data.certification)
-            self._issue(unit, holder, achievement, data.award.award_id, event.time, issued)
+            facts = _award_facts(cert, data.award, center)
+            self._issue(unit, holder, achievement, data.award.award_id, event.time, issued, facts)
         if issued or revoked:
             holder.attest_decision(
                 decision_id=data.decision_id,
@@ -164,9 +170,11 @@ class AttestationsApp(ServiceApplication):
         source_id: str,
         at: datetime,
         issued_so_far: list[dict[str, Any]],
+        facts: vc.AwardFacts,
     ) -> None:
         """Sign one attestation (stored as its own event, verifiable on its own id) and add
-        what the holder's decision event records of it to ``issued_so_far``."""
+        what the holder's decision event records of it to ``issued_so_far``. ``at`` (the
+        event's time) is when it is issued; ``facts`` what the jury decided, and when."""
         if holder.attested(source_id) is not None:
             return
         allocator = self._allocator(unit, holder)
@@ -185,6 +193,7 @@ class AttestationsApp(ServiceApplication):
             achievement=achievement,
             valid_from=at,
             status=vc.StatusEntry(list_url=self.links.status_list(list_number), index=index),
+            facts=facts,
         )
         previous = holder.latest_for(achievement.kind, achievement.code)
         attestation = Attestation.issued(
@@ -202,6 +211,12 @@ class AttestationsApp(ServiceApplication):
             kid=key.kid,
             credential=sign(credential, key),
             issued_at=at.isoformat(),
+            awarded_on=facts.awarded_on.isoformat(),
+            route=facts.route,
+            session=facts.session,
+            grade_session=facts.grade_session,
+            mention=facts.mention_code,
+            exam_center_name=facts.exam_center.name if facts.exam_center else None,
         )
         unit.events.append(attestation)
         self.stage(unit, allocator)
@@ -354,6 +369,55 @@ def _certification(code: str) -> Certification:
         raise Rejected(f"no referential for certification {code}") from None
 
 
+def _shown_center(holder: Holder) -> vc.ExamCenterInfo | None:
+    """The exam center, when the candidate asked for it to be shown on their attestations."""
+    name = holder.exam_center_name
+    return vc.ExamCenterInfo(uai=holder.exam_center, name=name) if name else None
+
+
+def _bloc_facts(
+    data: v1.DecisionRecorded, bloc: v1.ValidatedBloc, center: vc.ExamCenterInfo | None
+) -> vc.AwardFacts:
+    route: vc.Route
+    if bloc.via == "vae":
+        route = "vae"
+    elif bloc.carried_over:
+        route = "carried_over"
+    else:
+        route = "exam"
+    return vc.AwardFacts(
+        awarded_on=bloc.validated_on,  # the date of the jury decision that validated it
+        route=route,
+        session=data.session or (bloc.session if bloc.via == "grade" else None),
+        grade_session=bloc.session if route == "carried_over" else None,
+        exam_center=center,
+    )
+
+
+def _award_facts(
+    cert: Certification, award: v1.AwardDecided, center: vc.ExamCenterInfo | None
+) -> vc.AwardFacts:
+    return vc.AwardFacts(
+        awarded_on=award.awarded_on,
+        route=award.via,
+        session=award.session,
+        mention=mention_label(cert.code, award.mention),
+        mention_code=award.mention,
+        exam_center=center,
+    )
+
+
+def mention_label(certification: str, code: str | None) -> str | None:
+    """The label the referential gives a mention code (the code itself if it has none)."""
+    if code is None:
+        return None
+    try:
+        mentions = load_certification(certification).diploma_rules.mentions
+    except KeyError:
+        return code
+    return next((m.label for m in mentions if m.code == code), code)
+
+
 @lru_cache(maxsize=256)
 def bloc_achievement(certification: str, code: str) -> vc.AchievementInfo:
     cert = _certification(certification)
@@ -382,4 +446,5 @@ def certification_achievement(certification: str) -> vc.AchievementInfo:
         certification_code=cert.code,
         certification_title=cert.title,
         level=cert.level,
+        mentions=tuple(m.label for m in cert.diploma_rules.mentions),
     )

@@ -105,8 +105,14 @@ class PdfContent:
     certification_code: str
     certification_title: str
     issuer_name: str
-    issued_on: date
+    issued_on: date  # when it was signed
     verify_url: str
+    # What the jury decided (attestations issued before 2026-12 know none of it):
+    awarded_on: date | None = None  # the date of the jury's decision
+    session: str | None = None  # "session de juin 2026"
+    route: str | None = None  # "par examen", "par la VAE", "par report d'une note …"
+    mention: str | None = None  # "Bien" (the diploma only)
+    exam_center: str | None = None  # the exam center's name, when the candidate wants it
 
 
 # --------------------------------------------------------------------------- French text
@@ -324,14 +330,44 @@ def _story(content: PdfContent) -> list[Flowable]:
                 bulletOffsetY=-1,
             )
         )
+    if content.awarded_on is None:  # issued before 2026-12: only the signing date is known
+        story.append(
+            Paragraph(
+                f"Délivrée par <b>{_markup(content.issuer_name)}</b> le "
+                f"<b>{_markup(french_date(content.issued_on))}</b>.",
+                _STYLES["issued"],
+            )
+        )
+        return story
+    story.append(Paragraph(_decision_sentence(content), _STYLES["issued"]))
     story.append(
         Paragraph(
-            f"Délivrée par <b>{_markup(content.issuer_name)}</b> le "
-            f"<b>{_markup(french_date(content.issued_on))}</b>.",
-            _STYLES["issued"],
+            f"Délivrée par <b>{_markup(content.issuer_name)}</b> sur décision du jury du "
+            f"<b>{_markup(french_date(content.awarded_on))}</b>.",
+            _STYLES["body"],
         )
     )
+    if content.exam_center:
+        story.append(
+            Paragraph(f"Centre d'examen\u00a0: {_markup(content.exam_center)}.", _STYLES["body"])
+        )
+    signed = french_date(content.issued_on)
+    story.append(
+        Paragraph(f"Attestation signée électroniquement le {_markup(signed)}.", _STYLES["body"])
+    )
     return story
+
+
+def _decision_sentence(content: PdfContent) -> str:
+    """The decision's facts known: "Bloc de compétences acquis par examen, session de juin
+    2026." / "Certification obtenue par examen, session de juin 2026, mention Bien"."""
+    what = "Bloc de compétences acquis" if content.kind == "bloc" else "Certification obtenue"
+    parts = [f"{what} {_markup(content.route)}" if content.route else what]
+    if content.session:
+        parts.append(_markup(content.session))
+    if content.mention:
+        parts.append(f"mention <b>{_markup(content.mention)}</b>")
+    return ", ".join(parts) + "."
 
 
 def _page_decorations(content: PdfContent) -> tuple[Callable[..., None], Callable[..., None]]:

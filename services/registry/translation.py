@@ -103,6 +103,9 @@ def _registered(e: Any) -> v1.CandidateRegistered:
         candidate_group=e.candidate_group,
         ine=e.ine,
         registered_at=e.timestamp,
+        # Registrations recorded before 2026-12 lack them.
+        show_exam_center=getattr(e, "show_exam_center", False),
+        exam_center_name=getattr(e, "exam_center_name", None),
     )
 
 

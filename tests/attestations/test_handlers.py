@@ -5,10 +5,15 @@ the dead-letter stream rather than retried forever."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from contracts import registry_v1 as v1
@@ -16,6 +21,7 @@ from services.attestations.application import AttestationsApp
 from services.attestations.composition import build_attestations
 from services.attestations.domain.aggregates import Holder
 from services.attestations.settings import AttestationsSettings
+from services.attestations.verification import schema_problems
 from services.runtime.messages import Rejected
 from tests.support.feed import Feeder
 
@@ -118,6 +124,7 @@ def test_a_holder_recorded_before_scoping_keeps_its_attestations_coming(
         email="lea@example.org",
         access_route="formation_continue",
         certification="RNCP40705",
+        exam_center_name=None,  # an event class takes every field (replays default it)
     )
     app.save(legacy)
     feed.send(registered(A, "L0001", "Durand"))  # replayed registration: nothing new
@@ -271,3 +278,215 @@ def test_status_lists_are_allocated_per_partition(tmp_path: Path) -> None:
         assert attestations.status_list_credential(1 + 256 * 3) is None  # not reached yet
     finally:
         attestations.close()
+
+
+# --- the jury's facts: on the credential, the page (HTML and JSON) and the PDF ---------------
+
+
+def _payload(token: str) -> dict[str, Any]:
+    body = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
+
+
+def _shown(app: AttestationsApp, attestation: Any) -> tuple[dict[str, Any], str, str]:
+    """The JSON answer, the HTML page and the PDF's text of one attestation."""
+    from types import SimpleNamespace
+
+    import jinja2
+    import pypdf
+
+    from services.attestations.api import views
+    from services.attestations.api.routes import pdf_content
+    from services.attestations.pdf import render
+
+    issuer = {"id": app.issuer.id, "name": app.issuer.name}
+    body = views.as_json(attestation, issuer, app.links.verify(attestation.public_id))
+    templates = jinja2.Environment(
+        loader=jinja2.PackageLoader("services.attestations", "templates"), autoescape=True
+    )
+    page = views.VerificationViews(app, issuer, templates)
+    rendered = page.lookup(attestation.public_id)
+    assert rendered is not None and orjson.loads(rendered.json) == body
+    html = page.html(attestation.public_id, rendered, date(2026, 12, 3)).decode()
+    context: Any = SimpleNamespace(app=app, issuer=issuer)  # what pdf_content reads
+    pdf = render(pdf_content(context, attestation), attestation.credential)
+    text = " ".join(" ".join(p.extract_text().split()) for p in pypdf.PdfReader(BytesIO(pdf)).pages)
+    return body, html, text
+
+
+def test_the_jurys_date_session_route_and_mention_are_on_every_form(
+    app: AttestationsApp, feed: Feeder
+) -> None:
+    feed.send(
+        registered(A, "F0001", "Durand").model_copy(
+            update={"show_exam_center": True, "exam_center_name": "Lycée Jean Moulin"}
+        )
+    )
+    decision = validated(A, "F0001", "RNCP40705BC01", award=True)
+    carried = _bloc(A, "F0001", "RNCP40705BC02").model_copy(
+        update={"session": "2025-06", "carried_over": True, "validation_id": "v-carried"}
+    )
+    feed.send(decision.model_copy(update={"validated": [*decision.validated, carried]}))
+    by_code = {a.code: a for a in app.attestations_of(A, "F0001") or []}
+
+    diploma = by_code["RNCP40705"]
+    credential = _payload(diploma.credential)
+    assert schema_problems(credential) == []  # VC 2.0 and OB 3.0 JSON Schemas
+    assert credential["awardedDate"] == "2026-07-03T00:00:00Z"  # the jury's, not the signing
+    assert credential["validFrom"].startswith(diploma.issued_at[:10])
+    assert credential["validFrom"] != credential["awardedDate"]
+    subject = credential["credentialSubject"]
+    assert subject["term"] == "session de juin 2026"
+    assert subject["result"] == [
+        {
+            "type": ["Result"],
+            "value": "Assez bien",
+            "resultDescription": subject["achievement"]["resultDescription"][0]["id"],
+        }
+    ]
+    assert "Assez bien" in subject["achievement"]["resultDescription"][0]["allowedValue"]
+    assert subject["source"]["name"] == "Lycée Jean Moulin"
+    assert subject["source"]["otherIdentifier"][0]["identifier"] == A
+    assert credential["evidence"][0]["description"] == (
+        "Certification obtenue par examen, session de juin 2026, mention Assez bien, "
+        "sur décision du jury du 3 juillet 2026."
+    )
+    body, html, pdf = _shown(app, diploma)
+    assert body["awarded_on"] == "2026-07-03"
+    assert body["session"] == {"code": "2026-06", "label": "session de juin 2026"}
+    assert body["route"] == {"code": "exam", "label": "par examen"}
+    assert body["mention"] == {"code": "assez_bien", "label": "Assez bien"}
+    assert body["exam_center"] == {"uai": A, "name": "Lycée Jean Moulin"}
+    for shown in (
+        "<dt>Décision du jury</dt>",
+        '<time datetime="2026-07-03">3 juillet 2026</time>',
+        "<dd>Session de juin 2026</dd>",
+        "<dt>Obtenue</dt>\n  <dd>Par examen</dd>",
+        "<dt>Mention</dt>\n  <dd>Assez bien</dd>",
+        "<dt>Centre d'examen</dt>\n  <dd>Lycée Jean Moulin</dd>",
+        "<dt>Attestation émise le</dt>",
+    ):
+        assert shown in html
+    assert "Certification obtenue par examen, session de juin 2026, mention Assez bien." in pdf
+    assert "sur décision du jury du 3 juillet 2026." in pdf
+    assert "Centre d'examen : Lycée Jean Moulin." in pdf
+    assert "Attestation signée électroniquement le" in pdf
+
+    bloc = by_code["RNCP40705BC01"]
+    credential = _payload(bloc.credential)
+    assert schema_problems(credential) == []
+    assert credential["awardedDate"] == "2026-07-03T00:00:00Z"
+    assert "result" not in credential["credentialSubject"]  # a bloc has no mention
+    body, html, pdf = _shown(app, bloc)
+    assert body["route"]["label"] == "par examen" and "mention" not in body
+    assert "<dt>Acquis</dt>\n  <dd>Par examen</dd>" in html
+    assert "Bloc de compétences acquis par examen, session de juin 2026." in pdf
+
+    over = by_code["RNCP40705BC02"]
+    assert schema_problems(_payload(over.credential)) == []
+    body, html, pdf = _shown(app, over)
+    label = "par report d'une note obtenue à une session antérieure (session de juin 2025)"
+    assert body["route"] == {"code": "carried_over", "label": label, "grade_session": "2025-06"}
+    assert body["session"]["code"] == "2026-06"  # the decision's session
+    assert "<dd>Par report d&#39;une note obtenue à une session antérieure" in html
+    assert f"Bloc de compétences acquis {label}, session de juin 2026." in pdf
+
+
+def test_a_vae_decision_says_so_and_the_center_stays_hidden_unless_asked(
+    app: AttestationsApp, feed: Feeder
+) -> None:
+    feed.send(
+        registered(A, "V0001", "Durand").model_copy(
+            update={"access_route": "vae", "exam_center_name": "Lycée Jean Moulin"}
+        )  # the name travels, but the candidate did not ask for it to be shown
+    )
+    feed.send(
+        v1.DecisionRecorded(
+            decision_id="vae1",
+            decision="vae",
+            candidate_number="V0001",
+            exam_center=A,
+            certification="RNCP40705",
+            access_route="vae",
+            route="vae",
+            decided_on=date(2026, 5, 1),
+            vae_decision="partielle",
+            validated=[
+                _bloc(A, "V0001", "RNCP40705BC03").model_copy(
+                    update={
+                        "via": "vae",
+                        "grade": None,
+                        "session": None,
+                        "validated_on": date(2026, 5, 1),
+                    }
+                )
+            ],
+        )
+    )
+    (attestation,) = app.attestations_of(A, "V0001") or []
+    credential = _payload(attestation.credential)
+    assert schema_problems(credential) == []
+    assert credential["awardedDate"] == "2026-05-01T00:00:00Z"
+    assert "term" not in credential["credentialSubject"]  # a VAE jury has no session
+    assert "source" not in credential["credentialSubject"]
+    body, html, pdf = _shown(app, attestation)
+    assert body["route"] == {"code": "vae", "label": "par la VAE"}
+    assert "session" not in body and "exam_center" not in body
+    assert '<time datetime="2026-05-01">1er mai 2026</time>' in html
+    assert "<dd>Par la VAE</dd>" in html and "Centre d" not in html
+    assert "Bloc de compétences acquis par la VAE." in pdf
+    assert "sur décision du jury du 1er mai 2026." in pdf
+
+
+def test_an_attestation_issued_before_the_facts_still_shows_what_it_knows(
+    app: AttestationsApp, feed: Feeder
+) -> None:
+    """Issued before 2026-12: its Issued event lacks the facts (replayed through the same
+    __init__), and its page, JSON and PDF show the signing date as they always did."""
+    from services.attestations.domain.aggregates import Attestation
+
+    feed.send(registered(A, "O0002", "Durand"))
+    feed.send(validated(A, "O0002"))
+    (new,) = app.attestations_of(A, "O0002") or []
+    old_id = Attestation.new_public_id()
+    fields = {
+        "public_id": old_id,
+        "kind": "bloc",
+        "code": "RNCP40705BC01",
+        "title": new.title,
+        "certification": "RNCP40705",
+        "candidate_number": "O0002",
+        "exam_center": A,
+        "holder": new.holder,
+        "source_id": "v-old",
+        "status_list": new.status_list,
+        "status_index": new.status_index + 1,
+        "kid": new.kid,
+        "credential": new.credential,
+        "issued_at": "2026-07-10T08:00:00+00:00",
+        **dict.fromkeys(("awarded_on", "route", "session", "grade_session", "mention")),
+        "exam_center_name": None,
+    }
+    legacy = Attestation.issued(**fields)
+    for name in ("awarded_on", "route", "session", "grade_session", "mention", "exam_center_name"):
+        del legacy.__dict__[name]  # as written before 2026-12
+    app.recorder.insert_events([app.mapper.to_stored_event(legacy)])
+    old = app.attestation(old_id)
+    assert old is not None and old.awarded_on is None and old.route is None
+    body, html, pdf = _shown(app, old)
+    assert not {"awarded_on", "session", "route", "mention", "exam_center"} & set(body)
+    assert '<dt>Date</dt>\n  <dd><time datetime="2026-07-10">10 juillet 2026</time>' in html
+    assert "Décision du jury" not in html and "Session" not in html
+    assert "le 10 juillet 2026." in pdf and "décision du jury" not in pdf
+
+
+def test_sessions_and_routes_in_french() -> None:
+    from services.attestations.domain import credential as vc
+
+    assert vc.session_label("2026-06") == "session de juin 2026"
+    assert vc.session_label("2027-04") == "session d'avril 2027"
+    assert vc.session_label("2026-08") == "session d'août 2026"
+    for bad in ("2026-13", "2026-00", "juin 2026", "2026-6"):
+        with pytest.raises(ValueError, match="not a session"):
+            vc.session_label(bad)
+    assert vc.route_label("vae") == "par la VAE"

@@ -287,3 +287,76 @@ async def test_concurrent_first_downloads_all_get_the_whole_signed_pdf(
         cipher = CacheCipher(base64.b64decode(key))
         assert cipher.open(stored, f"{attestation['id']}.pdf") == pdf  # kept encrypted
     assert not list(cache.glob("*.tmp")) and not list(cache.glob(".*"))
+
+
+async def test_the_attestations_state_the_jurys_facts_end_to_end(
+    services: tuple[Registry, Attestations], http: httpx.AsyncClient
+) -> None:
+    """A PV with a diploma (average 14: mention Bien), over real HTTP and NATS: the jury's
+    date, the session, the route and the mention on the credential, the page, its JSON and
+    the PDF; the exam center's name only for the candidate who asked for it."""
+    from io import BytesIO
+
+    import pypdf
+
+    registry, att = services
+    auth = registry.auth()
+    bad = await http.post(
+        f"{registry.url}/v1/candidates",
+        json=candidate("M9", show_exam_center="oui"),
+        headers=auth,
+    )
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    for number, shown in (("M1", True), ("M2", False)):
+        r = await http.post(
+            f"{registry.url}/v1/candidates",
+            json=candidate(number, show_exam_center=shown),
+            headers=auth,
+        )
+        assert r.status_code == 201
+    lines = full_lines("M1", "14") + full_lines("M2", "14")
+    created = await http.post(f"{registry.url}/v1/deliberations", json=pv(lines), headers=auth)
+    assert created.status_code == 201
+
+    mine = await attestations_of(http, att, registry, "M1", 13)
+    diploma = next(a for a in mine if a["kind"] == "certification")
+    body = (await http.get(diploma["verify_url"], headers={"Accept": "application/json"})).json()
+    assert body["awarded_on"] == "2026-07-03"
+    assert body["session"] == {"code": "2026-06", "label": "session de juin 2026"}
+    assert body["route"] == {"code": "exam", "label": "par examen"}
+    assert body["mention"] == {"code": "bien", "label": "Bien"}
+    assert body["exam_center"] == {"uai": CENTER_A, "name": f"Centre {CENTER_A}"}
+    page = (await http.get(diploma["verify_url"])).text
+    assert '<time datetime="2026-07-03">3 juillet 2026</time>' in page
+    assert "<dd>Session de juin 2026</dd>" in page and "<dd>Par examen</dd>" in page
+    assert "<dt>Mention</dt>\n  <dd>Bien</dd>" in page
+    assert f"<dd>Centre {CENTER_A}</dd>" in page
+
+    jws = (
+        await http.get(f"{att.url}/v1/attestations/{diploma['id']}/credential", headers=auth)
+    ).text
+    credential = independent_verify(
+        jws, (await http.get(f"{att.url}/.well-known/jwks.json")).json()
+    )
+    assert schema_problems(credential) == []
+    assert credential["awardedDate"] == "2026-07-03T00:00:00Z"
+    assert credential["validFrom"] != credential["awardedDate"]  # signed later, not on the 3rd
+    assert credential["credentialSubject"]["result"][0]["value"] == "Bien"
+    assert credential["credentialSubject"]["term"] == "session de juin 2026"
+    assert credential["credentialSubject"]["source"]["name"] == f"Centre {CENTER_A}"
+
+    pdf = await http.get(f"{att.url}/v1/attestations/{diploma['id']}/pdf", headers=auth)
+    assert pdf.status_code == 200
+    text = " ".join(
+        " ".join(p.extract_text().split()) for p in pypdf.PdfReader(BytesIO(pdf.content)).pages
+    )
+    assert "Certification obtenue par examen, session de juin 2026, mention Bien." in text
+    assert "sur décision du jury du 3 juillet 2026." in text
+    assert f"Centre d'examen : Centre {CENTER_A}." in text
+
+    theirs = await attestations_of(http, att, registry, "M2", 13)
+    bloc = next(a for a in theirs if a["code"] == "RNCP40705BC01")
+    body = (await http.get(bloc["verify_url"], headers={"Accept": "application/json"})).json()
+    assert body["route"]["code"] == "exam" and body["awarded_on"] == "2026-07-03"
+    assert "exam_center" not in body and "mention" not in body
+    assert "Centre d'examen" not in (await http.get(bloc["verify_url"])).text

@@ -55,6 +55,8 @@ SAMPLES: dict[type[BaseModel], BaseModel] = {
         candidate_group=2,
         ine="1234567890A",
         registered_at=datetime(2025, 10, 6, 9, 30, tzinfo=UTC),
+        show_exam_center=True,
+        exam_center_name="Lycée professionnel Jean Jaurès",
     ),
     r.BlocGraded: r.BlocGraded(
         result_id="R-2026-06-0001-BC01",

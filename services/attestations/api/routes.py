@@ -287,6 +287,11 @@ def pdf_content(c: Context, attestation: Attestation) -> PdfContent:
         issuer_name=page["issuer_name"],
         issued_on=datetime.fromisoformat(attestation.issued_at).date(),
         verify_url=c.app.links.verify(attestation.public_id),
+        awarded_on=date.fromisoformat(attestation.awarded_on) if attestation.awarded_on else None,
+        session=page["session_label"],
+        route=page["route_label"],
+        mention=page["mention"],
+        exam_center=page["exam_center"],
     )
 
 

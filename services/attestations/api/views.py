@@ -12,17 +12,48 @@ import orjson
 from jinja2 import Environment
 
 from contracts.referential import load_certification
-from services.attestations.application import AttestationsApp
+from services.attestations.application import AttestationsApp, mention_label
 from services.attestations.domain.aggregates import Attestation
+from services.attestations.domain.credential import (
+    ROUTE_LABELS,
+    french_date,
+    session_label,
+)
 
-MONTHS = (
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
-)  # fmt: skip
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
-def french_date(day: date) -> str:
-    return f"{day.day}{'er' if day.day == 1 else ''} {MONTHS[day.month - 1]} {day.year}"
+def facts_of(attestation: Attestation) -> dict[str, Any]:
+    """What the jury decided, as far as the attestation knows (those issued before 2026-12
+    know none of it): only the facts it has."""
+    facts: dict[str, Any] = {}
+    if attestation.awarded_on:
+        facts["awarded_on"] = attestation.awarded_on
+    if attestation.session:
+        facts["session"] = {
+            "code": attestation.session,
+            "label": session_label(attestation.session),
+        }
+    if attestation.route in ROUTE_LABELS:
+        label = ROUTE_LABELS[attestation.route]
+        if attestation.route == "carried_over" and attestation.grade_session:
+            label = f"{label} ({session_label(attestation.grade_session)})"
+        facts["route"] = {"code": attestation.route, "label": label}
+        if attestation.grade_session:
+            facts["route"]["grade_session"] = attestation.grade_session
+    if attestation.mention:
+        facts["mention"] = {
+            "code": attestation.mention,
+            "label": mention_label(attestation.certification, attestation.mention),
+        }
+    if attestation.exam_center_name:
+        facts["exam_center"] = {
+            "uai": attestation.exam_center,
+            "name": attestation.exam_center_name,
+        }
+    return facts
 
 
 def competences_of(attestation: Attestation) -> list[str]:
@@ -52,6 +83,7 @@ def as_json(attestation: Attestation, issuer: dict[str, str], verify_url: str) -
         },
         "issuer": issuer,
         "issued_at": attestation.issued_at,
+        **facts_of(attestation),
         "verify_url": verify_url,
     }
     if attestation.revoked_at:
@@ -83,6 +115,23 @@ def for_page(attestation: Attestation, issuer: dict[str, str]) -> dict[str, Any]
         "revoked_on": french_date(revoked.date()) if revoked else None,
         "revocation_reason": attestation.revocation_reason,
         "competences": competences_of(attestation),
+        **_page_facts(facts_of(attestation)),
+    }
+
+
+def _page_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    awarded = date.fromisoformat(facts["awarded_on"]) if "awarded_on" in facts else None
+    session = facts["session"]["label"] if "session" in facts else None
+    route = facts["route"]["label"] if "route" in facts else None
+    return {
+        "awarded_on": french_date(awarded) if awarded else None,
+        "awarded_on_iso": awarded.isoformat() if awarded else None,
+        "session": _upper_first(session) if session else None,
+        "session_label": session,  # for running text ("…, session de juin 2026")
+        "route": _upper_first(route) if route else None,
+        "route_label": route,
+        "mention": facts["mention"]["label"] if "mention" in facts else None,
+        "exam_center": facts["exam_center"]["name"] if "exam_center" in facts else None,
     }
 
 

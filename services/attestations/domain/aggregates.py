@@ -63,6 +63,13 @@ class Attestation(Aggregate):
         kid: str,
         credential: str,
         issued_at: str,
+        # What the jury decided (recorded since 2026-12; older attestations lack them):
+        awarded_on: str | None = None,  # ISO date of the jury's decision
+        route: str | None = None,  # "exam", "vae" or "carried_over"
+        session: str | None = None,  # "2026-06"
+        grade_session: str | None = None,  # the earlier session of a carried-over grade
+        mention: str | None = None,  # the mention's code in the referential (diploma only)
+        exam_center_name: str | None = None,  # only when the candidate wants it shown
     ) -> None:
         self.public_id = public_id
         self.kind = kind
@@ -78,6 +85,12 @@ class Attestation(Aggregate):
         self.kid = kid
         self.credential = credential
         self.issued_at = issued_at
+        self.awarded_on = awarded_on
+        self.route = route
+        self.session = session
+        self.grade_session = grade_session
+        self.mention = mention
+        self.exam_center_name = exam_center_name
         self.revoked_at: str | None = None
         self.revocation_reason: str | None = None
         self.superseded_by: str | None = None
@@ -162,6 +175,7 @@ class Holder(Aggregate):
         email: str,
         access_route: str,
         certification: str,
+        exam_center_name: str | None = None,  # set only if to be shown; since 2026-12
     ) -> None:
         self.candidate_number = candidate_number
         self.exam_center = exam_center
@@ -171,6 +185,7 @@ class Holder(Aggregate):
         self.email = email
         self.access_route = access_route
         self.certification = certification
+        self.exam_center_name = exam_center_name
         self.attestations: dict[str, dict[str, str]] = {}  # source_id -> {public_id, kind, code}
 
     def attested(self, source_id: str) -> str | None:

@@ -9,7 +9,12 @@ Pure functions only: nothing here reads a clock, a store or the network. The sha
 - W3C Bitstring Status List v1.0 (``BitstringStatusListEntry`` and
   ``BitstringStatusListCredential``, GZIP then multibase base64url, at least 131,072 entries).
 
-A credential carries the holder's names only: never a birth date, never a grade.
+A credential carries the holder's names only: never a birth date, never a grade. What the
+jury decided travels with it (``AwardFacts``): ``awardedDate`` is the date of the jury's
+decision (``validFrom`` stays the signing instant), ``credentialSubject.term`` the session,
+an ``evidence`` entry the decision and the route (exam, VAE, a grade carried over), a
+``result`` the diploma's mention, ``credentialSubject.source`` the exam center when the
+candidate asked for it to be shown.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -39,6 +44,10 @@ SIRET_IDENTIFIER_TYPE = "ext:SIRET"
 FAMILY_NAME_IDENTITY_TYPE = "ext:familyName"
 GIVEN_NAMES_IDENTITY_TYPE = "ext:givenNames"
 BIRTH_NAME_IDENTITY_TYPE = "ext:birthName"
+#: The exam center's UAI (code of the Répertoire national des établissements).
+UAI_IDENTIFIER_TYPE = "ext:UAI"
+#: OB 3.0's ResultType has no "mention" (a French honour grade): extension value.
+MENTION_RESULT_TYPE = "ext:Mention"
 GIVEN_NAMES_SEPARATOR = ", "
 
 #: Bitstring Status List v1.0: "the bitstring MUST be at least 16KB in size" (131,072 entries).
@@ -85,6 +94,68 @@ class AchievementInfo:
     certification_code: str
     certification_title: str
     level: int  # EQF/RNCP level, e.g. 4
+    mentions: tuple[str, ...] = ()  # the diploma's possible mentions (labels), from the referential
+
+
+MONTHS = (
+    "janvier", "février", "mars", "avril", "mai", "juin",
+    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+)  # fmt: skip
+
+Route = Literal["exam", "vae", "carried_over"]
+ROUTE_LABELS: dict[str, str] = {
+    "exam": "par examen",
+    "vae": "par la VAE",
+    "carried_over": "par report d'une note obtenue à une session antérieure",
+}
+
+
+def french_date(day: date) -> str:
+    """A date as French text: "3 juillet 2026", "1er juin 2026"."""
+    return f"{day.day}{'er' if day.day == 1 else ''} {MONTHS[day.month - 1]} {day.year}"
+
+
+def session_label(session: str) -> str:
+    """A session as French text: "2026-06" -> "session de juin 2026" (else ValueError)."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", session)
+    if match is None or not 1 <= int(match.group(2)) <= 12:
+        raise ValueError(f"not a session (YYYY-MM): {session!r}")
+    month = MONTHS[int(match.group(2)) - 1]
+    of = "d'" if month[0] in "aeiou" else "de "  # "session d'avril", "session de juin"
+    return f"session {of}{month} {match.group(1)}"
+
+
+def route_label(route: str) -> str:
+    return ROUTE_LABELS[route]
+
+
+@dataclass(frozen=True)
+class ExamCenterInfo:
+    """The exam center that presented the candidate, shown only when the candidate wants it."""
+
+    uai: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AwardFacts:
+    """What the jury decided: when, at which session, by which route, with which mention."""
+
+    awarded_on: date  # the date of the jury's decision (for the diploma: of its award)
+    route: Route
+    session: str | None = None  # "2026-06"; none for a VAE decision
+    grade_session: str | None = None  # the earlier session of a carried-over grade
+    mention: str | None = None  # the mention's label ("Assez bien"), diploma only
+    mention_code: str | None = None  # its code in the referential ("assez_bien")
+    exam_center: ExamCenterInfo | None = None
+
+    @property
+    def route_text(self) -> str:
+        """The route as French text; a carried-over grade names its session."""
+        text = route_label(self.route)
+        if self.route == "carried_over" and self.grade_session:
+            text = f"{text} ({session_label(self.grade_session)})"
+        return text
 
 
 @dataclass(frozen=True)
@@ -216,7 +287,7 @@ def _alignment(achievement: AchievementInfo) -> dict[str, Any]:
 @lru_cache(maxsize=1024)
 def achievement_object(achievement: AchievementInfo) -> dict[str, Any]:
     """The OB 3.0 ``Achievement`` for a bloc (``Competency``) or a certification (``Diploma``)."""
-    return {
+    body: dict[str, Any] = {
         "id": achievement_id(achievement),
         "type": ["Achievement"],
         "achievementType": "Competency" if achievement.kind == "bloc" else "Diploma",
@@ -227,6 +298,21 @@ def achievement_object(achievement: AchievementInfo) -> dict[str, Any]:
         "alignment": [_alignment(achievement)],
         "inLanguage": "fr",
     }
+    if achievement.kind == "certification" and achievement.mentions:
+        body["resultDescription"] = [
+            {
+                "id": mention_description_id(achievement),
+                "type": ["ResultDescription"],
+                "name": "Mention",
+                "resultType": MENTION_RESULT_TYPE,
+                "allowedValue": list(achievement.mentions),
+            }
+        ]
+    return body
+
+
+def mention_description_id(achievement: AchievementInfo) -> str:
+    return f"{achievement_id(achievement)}#mention"
 
 
 def credential_name(achievement: AchievementInfo) -> str:
@@ -235,7 +321,9 @@ def credential_name(achievement: AchievementInfo) -> str:
     return f"Attestation de certification — {achievement.title}"
 
 
-def _credential_description(holder: Holder, achievement: AchievementInfo) -> str:
+def _credential_description(
+    holder: Holder, achievement: AchievementInfo, facts: AwardFacts | None
+) -> str:
     if achievement.kind == "bloc":
         what = (
             f"le bloc de compétences {achievement.code} « {achievement.title} » de la "
@@ -244,7 +332,75 @@ def _credential_description(holder: Holder, achievement: AchievementInfo) -> str
         )
     else:
         what = f"la certification {achievement.code} « {achievement.title} »"
-    return f"{holder.display_name} a acquis {what}."
+    if facts is None:
+        return f"{holder.display_name} a acquis {what}."
+    return f"{holder.display_name} a acquis {what} {decision_text(facts)}."
+
+
+def decision_text(facts: AwardFacts) -> str:
+    """The decision in French (the parts known): "par examen, session de juin 2026, mention
+    Bien, sur décision du jury du 3 juillet 2026"."""
+    parts = [facts.route_text]
+    if facts.session:
+        parts.append(session_label(facts.session))
+    if facts.mention:
+        parts.append(f"mention {facts.mention}")
+    parts.append(f"sur décision du jury du {french_date(facts.awarded_on)}")
+    return ", ".join(parts)
+
+
+def awarded_date(day: date) -> str:
+    """OB 3.0's ``awardedDate`` is a DateTimeZ; a jury decides on a day: its first instant, UTC."""
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def _evidence(achievement: AchievementInfo, facts: AwardFacts) -> dict[str, Any]:
+    what = "Bloc de compétences acquis" if achievement.kind == "bloc" else "Certification obtenue"
+    return {
+        "type": ["Evidence"],
+        "genre": "Décision du jury",
+        "name": f"Décision du jury du {french_date(facts.awarded_on)}",
+        "description": f"{what} {decision_text(facts)}.",
+    }
+
+
+def exam_center_profile(issuer: IssuerProfile, center: ExamCenterInfo) -> dict[str, Any]:
+    """The exam center as the OB 3.0 ``source`` (who assessed on the issuer's behalf); a UAI
+    has no URI of its own, so its id is a fragment of the issuer's."""
+    return {
+        "id": f"{issuer.id}#uai-{center.uai}",
+        "type": ["Profile"],
+        "name": center.name,
+        "otherIdentifier": [
+            {
+                "type": "IdentifierEntry",
+                "identifier": center.uai,
+                "identifierType": UAI_IDENTIFIER_TYPE,
+            }
+        ],
+    }
+
+
+def _subject(
+    issuer: IssuerProfile, holder: Holder, achievement: AchievementInfo, facts: AwardFacts | None
+) -> dict[str, Any]:
+    subject: dict[str, Any] = {
+        "type": ["AchievementSubject"],
+        "identifier": holder_identifiers(holder),
+        "achievement": achievement_object(achievement),
+    }
+    if facts is None:
+        return subject
+    if facts.session:
+        subject["term"] = session_label(facts.session)
+    if facts.mention and achievement.kind == "certification":
+        result: dict[str, Any] = {"type": ["Result"], "value": facts.mention}
+        if achievement.mentions:
+            result["resultDescription"] = mention_description_id(achievement)
+        subject["result"] = [result]
+    if facts.exam_center is not None:
+        subject["source"] = exam_center_profile(issuer, facts.exam_center)
+    return subject
 
 
 def credential_status(status: StatusEntry) -> dict[str, Any]:
@@ -269,29 +425,33 @@ def build_credential(
     achievement: AchievementInfo,
     valid_from: datetime,
     status: StatusEntry,
+    facts: AwardFacts | None = None,
 ) -> dict[str, Any]:
     """The attestation as an Open Badges 3.0 credential, ready to be secured as ``vc+jwt``.
+
+    ``valid_from`` is the signing instant; ``facts.awarded_on`` (the jury's decision) is the
+    ``awardedDate``.
 
     ``attestation_id`` is what ``verify_url`` ends with; it is checked, not repeated, since the
     credential's ``id`` is the verification URL itself. No ``proof``: the JWS secures it.
     """
     if not attestation_id or attestation_id not in verify_url:
         raise ValueError("the verification URL must name the attestation")
-    return {
+    credential: dict[str, Any] = {
         "@context": list(CREDENTIAL_CONTEXT),
         "id": verify_url,
         "type": ["VerifiableCredential", "OpenBadgeCredential"],
         "issuer": issuer_profile(issuer),
         "validFrom": format_datetime(valid_from),
         "name": credential_name(achievement),
-        "description": _credential_description(holder, achievement),
-        "credentialSubject": {
-            "type": ["AchievementSubject"],
-            "identifier": holder_identifiers(holder),
-            "achievement": achievement_object(achievement),
-        },
+        "description": _credential_description(holder, achievement, facts),
+        "credentialSubject": _subject(issuer, holder, achievement, facts),
         "credentialStatus": credential_status(status),
     }
+    if facts is not None:
+        credential["awardedDate"] = awarded_date(facts.awarded_on)
+        credential["evidence"] = [_evidence(achievement, facts)]
+    return credential
 
 
 def build_status_list_credential(
