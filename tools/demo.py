@@ -43,6 +43,11 @@ class Candidate:
     access_route: str
     grades: dict[str, str]  # bloc -> grade, in the PV
     expected: int  # attestations the policy gives for these results
+    # What the CPF declaration needs (sex, birth commune's INSEE code, birth country): so that
+    # `export-cpf` after `make demo` declares the demo's awards.
+    sex: str = "F"
+    birth_insee_code: str = "75056"
+    birth_country_code: str = "100"
 
     def body(self) -> dict[str, Any]:
         return {
@@ -54,6 +59,9 @@ class Candidate:
             "certification": "RNCP40705",
             "access_route": self.access_route,
             "candidate_group": 1 if self.access_route != "vae" else 3,
+            "sex": self.sex,
+            "birth_insee_code": self.birth_insee_code,
+            "birth_country_code": self.birth_country_code,
         }
 
 
@@ -63,12 +71,17 @@ COHORT = [
               dict.fromkeys(ALL_BLOCS, "13,5"), 13),
     # Apprenticeship: the policy gives the diploma's attestation only.
     Candidate("DEMO0002", ["Hugo"], "Bernard", "apprentissage",
-              dict.fromkeys(ALL_BLOCS, "12"), 1),
+              dict.fromkeys(ALL_BLOCS, "12"), 1, sex="M", birth_insee_code="69123"),
     # Continuing education, four blocs passed and one failed: four bloc attestations.
     Candidate("DEMO0003", ["Chloé"], "Petit", "formation_continue",
-              {**dict.fromkeys(ALL_BLOCS[:4], "11"), ALL_BLOCS[4]: "8,5"}, 4),
+              {**dict.fromkeys(ALL_BLOCS[:4], "11"), ALL_BLOCS[4]: "8,5"}, 4,
+              birth_insee_code="13055"),
 ]  # fmt: skip
-VAE = Candidate("DEMO0004", ["Nadia"], "Haddad", "vae", {}, 2)
+# Born in Morocco: the INSEE code of a birth abroad is 99 + the country's code.
+VAE = Candidate(
+    "DEMO0004", ["Nadia"], "Haddad", "vae", {}, 2, birth_insee_code="99350",
+    birth_country_code="350",
+)  # fmt: skip
 VAE_BLOCS = ["RNCP40705BC02", "RNCP40705BC03"]
 
 
@@ -194,6 +207,10 @@ def print_report(found: dict[str, list[dict[str, Any]]], mail_dir: Path, mails: 
             print(f"  {a['code']:<15} {a['verify_url']}")
     print("\nOuvrez une adresse /v/… dans un navigateur pour voir la page de vérification.")
     print(f"{mails} e-mail(s) aux candidats, avec leur lien de téléchargement, dans {mail_dir}/.")
+    print(
+        "Déclaration CPF des diplômes attribués : .venv/bin/python -m services.registry "
+        "export-cpf --since 2026-01-01 --out var/cpf-flux.xml"
+    )
 
 
 if __name__ == "__main__":

@@ -150,12 +150,19 @@ class RegistryApp(ServiceApplication):
         existing = self._find_candidate(center, number)
         if existing is not None:
             if existing.same_identity(dict(identity)):
+                added = existing.cpf_additions(dict(identity))
+                if added:  # the CPF fields a first registration lacked
+                    existing.add_cpf_details(added)
+                    self.save(existing)
                 return False, existing
             raise ConflictingState(
                 f"Le numéro de candidat {number} est déjà inscrit par ce centre avec une autre "
                 "identité ; pour une erreur matérielle, contactez le service des examens."
             )
-        candidate = Candidate(exam_center=center, **identity)
+        # The center's name travels with the registration, for the attestations that show it.
+        known = self.get_optional(ids.exam_center_id(center), ExamCenter)
+        name = known.name if known is not None and identity.get("show_exam_center") else None
+        candidate = Candidate(exam_center=center, exam_center_name=name, **identity)
         self.save(candidate, *self._link_person(candidate))  # a race: retried, see above
         return True, candidate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.registry.api import errors
+from services.registry.api import cpf_routes, errors
 from services.registry.api.routes import router
 from services.registry.application import RegistryApp
 from services.registry.settings import RegistrySettings
@@ -33,8 +33,10 @@ def create_http_app(settings: RegistrySettings | None = None) -> FastAPI:
     )
     http.state.registry = registry
     http.state.runtime = runtime
+    http.state.settings = settings  # the CPF routes' certifier key and CDC identifiers
     errors.install(http)
     http.include_router(router)
+    http.include_router(cpf_routes.router)
     return http
 
 

@@ -5,6 +5,7 @@ across centers is linked by INE, where given and consistent, without any center 
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -144,13 +145,24 @@ async def test_a_candidate_stored_before_scoping_is_still_found_by_its_own_cente
     counts only for the center that registered it."""
     identity = candidate("L0001")
     identity.pop("candidate_number")
+    given = {**identity, "usage_name": None, "ine": None}
+    # Fields added to the registration since (optional, with defaults) are absent from an
+    # event stored then: the event is built with them, then stripped of them before saving.
+    added = {
+        name: p.default
+        for name, p in inspect.signature(Candidate.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     old = Candidate._create(
         Candidate.Registered,
         id=ids.legacy_candidate_id("L0001"),
         candidate_number="L0001",
         exam_center=CENTER_A,
-        **{**identity, "usage_name": None, "ine": None},
+        **{**added, **given},
     )
+    for event in old.pending_events:
+        for name in added:
+            event.__dict__.pop(name, None)
     registry.app.save(old)
     mine = await client.get("/v1/candidates/L0001", headers=registry.auth(CENTER_A))
     assert mine.status_code == 200 and mine.json()["exam_center"] == CENTER_A

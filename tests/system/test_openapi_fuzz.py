@@ -66,6 +66,8 @@ OPERATIONS: dict[str, list[str]] = {
         "POST /v1/deliberations",
         "POST /v1/vae-decisions",
         "POST /v1/corrections",
+        "GET /v1/cpf/flux",
+        "GET /v1/cpf/report",
     ],
     "attestations": [
         "GET /healthz",
@@ -79,6 +81,7 @@ OPERATIONS: dict[str, list[str]] = {
         "GET /.well-known/did.json",
         "GET /v1/status-lists/{number}",
         "POST /v1/candidates/{candidate_number}/download-links/revoke",
+        "GET /space",
     ],
     "notifications": [
         "GET /healthz",

@@ -23,6 +23,7 @@ from services.registry.api.schemas import (
     VaeDecisionOut,
 )
 from services.registry.application import RegistryApp
+from services.registry.cpf import declarations
 from services.registry.domain.candidate import Candidate
 from services.runtime.http import field_errors
 from services.runtime.problems import BadRequest, Unprocessable, UnsupportedMediaType
@@ -267,6 +268,7 @@ def candidate_view(
         "candidate_number": candidate.candidate_number,
         "exam_center": candidate.exam_center,
         **candidate.identity(),
+        **candidate.cpf_details(),
         "acquired_blocs": [
             {
                 "bloc": a.bloc,
@@ -300,6 +302,7 @@ def candidate_view(
             "awarded_on": candidate.award.awarded_on,
         },
     }
+    view["cpf_declaration"] = declarations.status(candidate)
     if with_history:
         view["history"] = [
             {
@@ -322,6 +325,9 @@ def _history_details(e: Any) -> dict[str, Any]:
         "session",
         "decision",
         "reason",
+        "id_technique",
+        "accepted",
+        "message",
     ):
         if hasattr(e, name):
             details[name] = getattr(e, name)

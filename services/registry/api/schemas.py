@@ -11,7 +11,15 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from contracts.registry_v1 import BLOCS_MAX, JURY_MEMBERS_MAX, AccessRoute, JuryRole
@@ -55,6 +63,45 @@ def _exact_int(value: object) -> object:
     return value
 
 
+def _code(pattern: str, what: str) -> Any:
+    """A code checked against ``pattern``, refused with a French reason naming what it is."""
+    compiled = re.compile(pattern)
+
+    def check(value: object) -> object:
+        if not isinstance(value, str) or not compiled.fullmatch(value.strip()):
+            raise PydanticCustomError("cpf_code", what)
+        return value.strip()
+
+    return BeforeValidator(check)
+
+
+# What the CPF declaration (cpf-1.1.2.xsd, ``titulaire``) needs beyond the identity: the
+# holder's sex (``genre``: M or F), birth commune (``codeInsee``: 5 characters — the INSEE
+# Code officiel géographique, 2A/2B for Corsica, 99 + country for a birth abroad — or a
+# ``codePostal`` of at most 9), birth country (``codePaysNaissance``: 3 characters, the INSEE
+# country code without its leading 99, 100 for France).
+BirthInseeCode = Annotated[
+    str,
+    _code(
+        r"(?:[0-9]{2}|2[AB])[0-9]{3}",
+        "code INSEE de commune attendu : 5 caractères (ex. 75056, 2A004 ; 99 + pays pour une "
+        "naissance à l'étranger, ex. 99134)",
+    ),
+    Field(max_length=5, description="Code INSEE (COG) of the birth commune; 99xxx abroad."),
+]
+BirthPostalCode = Annotated[
+    str,
+    _code(r"[0-9A-Z][0-9A-Z -]{0,8}", "code postal attendu : 1 à 9 lettres majuscules ou chiffres"),
+    Field(max_length=9, description="Postal code of the birth commune (9 characters at most)."),
+]
+BirthCountryCode = Annotated[
+    str,
+    _code(r"[1-9][0-9]{2}", "code pays INSEE attendu : 3 chiffres (100 pour la France)"),
+    Field(max_length=3, description="INSEE country code without its leading 99 (100: France)."),
+]
+FRANCE = "100"
+
+
 # A date is what the schema says (a "YYYY-MM-DD" string), parsed once it is one.
 IsoDate = Annotated[date, Strict(False), BeforeValidator(_date_text)]
 
@@ -76,6 +123,29 @@ class CandidateIn(_In):
     access_route: AccessRoute
     candidate_group: Annotated[Literal[1, 2, 3], BeforeValidator(_exact_int)]
     ine: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{11}$", max_length=11)
+    # Optional here, required by the CPF declaration: an award whose holder lacks them is
+    # reported by ``export-cpf``, not declared; registering again with them completes the record.
+    sex: Literal["M", "F"] | None = Field(default=None, description="M or F (CPF ``sexe``).")
+    birth_insee_code: BirthInseeCode | None = None
+    birth_postal_code: BirthPostalCode | None = None
+    birth_country_code: BirthCountryCode | None = None
+    # Issue 12 item 3 (attestations): whether the exam center's name goes on the attestations.
+    show_exam_center: bool = Field(
+        default=False,
+        description="Show the exam center's name on the candidate's attestations.",
+    )
+
+    @field_validator("birth_country_code")
+    @classmethod
+    def _birth_place_agrees(cls, country: str | None, info: ValidationInfo) -> str | None:
+        code = info.data.get("birth_insee_code")
+        if code and country and country != (code[2:] if code.startswith("99") else FRANCE):
+            raise PydanticCustomError(
+                "cpf_country",
+                "le pays de naissance ne correspond pas au code INSEE de la commune de "
+                "naissance (99 + pays pour une naissance à l'étranger, 100 pour la France)",
+            )
+        return country
 
     def identity(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"candidate_number"})

@@ -24,6 +24,10 @@ IDENTITY_FIELDS = (
     "candidate_group",
     "ine",
 )
+# What the CPF declaration needs beyond the identity (``services.registry.cpf``). Optional at
+# registration; given later by registering again, they complete the record (``CpfDetailsAdded``).
+CPF_FIELDS = ("sex", "birth_insee_code", "birth_postal_code", "birth_country_code")
+CPF_OUTCOMES_MAX = 100  # acknowledgements kept per candidate: a handful in real life
 
 
 class Candidate(Aggregate):
@@ -34,6 +38,8 @@ class Candidate(Aggregate):
     ResultsRecorded: ClassVar[type[Aggregate.Event]]
     VaeDecisionRecorded: ClassVar[type[Aggregate.Event]]
     ResultCorrected: ClassVar[type[Aggregate.Event]]
+    CpfDetailsAdded: ClassVar[type[Aggregate.Event]]
+    CpfOutcomeRecorded: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id(exam_center: str, candidate_number: str) -> UUID:
@@ -58,6 +64,13 @@ class Candidate(Aggregate):
         access_route: str,
         candidate_group: int,
         ine: str | None,
+        sex: str | None = None,
+        birth_insee_code: str | None = None,
+        birth_postal_code: str | None = None,
+        birth_country_code: str | None = None,
+        # Whether the center's name goes on the attestations, and that name (since 2026-12).
+        show_exam_center: bool = False,
+        exam_center_name: str | None = None,
     ) -> None:
         self.candidate_number = candidate_number
         self.exam_center = exam_center
@@ -70,6 +83,13 @@ class Candidate(Aggregate):
         self.access_route = access_route
         self.candidate_group = candidate_group
         self.ine = ine
+        self.sex = sex
+        self.birth_insee_code = birth_insee_code
+        self.birth_postal_code = birth_postal_code
+        self.birth_country_code = birth_country_code
+        self.show_exam_center = show_exam_center
+        self.exam_center_name = exam_center_name
+        self.cpf_outcomes: list[dict[str, Any]] = []
         self.results: dict[str, ResultLine] = {}
         self.acquisitions: dict[str, Acquisition] = {}
         self.award: Award | None = None
@@ -81,6 +101,26 @@ class Candidate(Aggregate):
 
     def same_identity(self, other: dict[str, Any]) -> bool:
         return self.identity() == {name: other.get(name) for name in IDENTITY_FIELDS}
+
+    def cpf_details(self) -> dict[str, str | None]:
+        return {name: getattr(self, name, None) for name in CPF_FIELDS}
+
+    def cpf_additions(self, other: dict[str, Any]) -> dict[str, str]:
+        """The CPF fields ``other`` gives that this record lacks; a different value for one it
+        has is a conflicting identity (the same rule as for the name or the birth date)."""
+        added = {}
+        for name, held in self.cpf_details().items():
+            given = other.get(name)
+            if given is None or given == held:
+                continue
+            if held is not None:
+                raise ConflictingState(
+                    f"Le numéro de candidat {self.candidate_number} est déjà inscrit par ce "
+                    f"centre avec un autre « {name} » ; pour une erreur matérielle, contactez le "
+                    "service des examens."
+                )
+            added[name] = given
+        return added
 
     def result_in(self, session: str, bloc: str) -> ResultLine | None:
         for line in self.results.values():
@@ -260,7 +300,87 @@ class Candidate(Aggregate):
             outcome=outcome.to_dict(),
         )
 
+    def add_cpf_details(self, details: dict[str, str]) -> None:
+        self._cpf_details_added(**details)
+
+    def record_cpf_outcome(
+        self,
+        *,
+        id_technique: str,
+        accepted: bool,
+        message: str | None,
+        flux_id: str | None,
+        treatment_id: str | None,
+        recorded_at: str,
+    ) -> bool:
+        """Record what the Caisse des Dépôts answered for one declared award; False (nothing
+        recorded) when this very answer is already recorded: importing an acknowledgement
+        twice changes nothing, while a later answer (a passage declared again) is recorded."""
+        outcome: dict[str, object] = {
+            "id_technique": id_technique,
+            "accepted": accepted,
+            "message": message,
+            "flux_id": flux_id,
+            "treatment_id": treatment_id,
+        }
+        known = getattr(self, "cpf_outcomes", [])
+        if any({k: o.get(k) for k in outcome} == outcome for o in known):
+            return False
+        if len(known) >= CPF_OUTCOMES_MAX:
+            raise RuleViolation(
+                f"Trop de comptes rendus CPF pour le candidat {self.candidate_number}."
+            )
+        self._cpf_outcome_recorded(
+            id_technique=id_technique,
+            accepted=accepted,
+            message=message,
+            flux_id=flux_id,
+            treatment_id=treatment_id,
+            recorded_at=recorded_at,
+        )
+        return True
+
     # --- events (their bodies only apply what the command decided) -------------------------
+
+    @event("CpfDetailsAdded")
+    def _cpf_details_added(
+        self,
+        sex: str | None = None,
+        birth_insee_code: str | None = None,
+        birth_postal_code: str | None = None,
+        birth_country_code: str | None = None,
+    ) -> None:
+        for name, value in (
+            ("sex", sex),
+            ("birth_insee_code", birth_insee_code),
+            ("birth_postal_code", birth_postal_code),
+            ("birth_country_code", birth_country_code),
+        ):
+            if value is not None:
+                setattr(self, name, value)
+
+    @event("CpfOutcomeRecorded")
+    def _cpf_outcome_recorded(
+        self,
+        id_technique: str,
+        accepted: bool,
+        message: str | None,
+        flux_id: str | None,
+        treatment_id: str | None,
+        recorded_at: str,
+    ) -> None:
+        # Candidates recorded before the CPF declaration have no list yet.
+        self.cpf_outcomes = [
+            *getattr(self, "cpf_outcomes", []),
+            {
+                "id_technique": id_technique,
+                "accepted": accepted,
+                "message": message,
+                "flux_id": flux_id,
+                "treatment_id": treatment_id,
+                "recorded_at": recorded_at,
+            },
+        ]
 
     @event("ResultsRecorded")
     def _results_recorded(

@@ -1,0 +1,1 @@
+"""The CPF declaration (*accrochage*) to the Caisse des Dépôts: flux, acknowledgements."""
