@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from contracts.referential import load_certification
 from contracts.subjects import durable_of
 from services.attestations.api.routes import Context, router
+from services.attestations.api.space import router as space_router
 from services.attestations.application import AttestationsApp, Links
 from services.attestations.domain.aggregates import Attestation
 from services.attestations.domain.jose import SigningKey
@@ -133,6 +134,7 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
         jws_bytes=settings.verify_jws_max_bytes, pdf_bytes=settings.verify_pdf_max_bytes
     )
     http.include_router(router)
+    http.include_router(space_router)
     return http
 
 

@@ -346,6 +346,13 @@ def links_expire_on(minted_at: float) -> date:
     return expires.astimezone(ZoneInfo("Europe/Paris")).date()
 
 
+def space_link(secret: bytes, attestations_url: str, subject: str, epoch: int, now: float) -> str:
+    """The candidate's personal space, with a token minted now (it opens every attestation
+    they hold, and is revoked with their other links)."""
+    token = tokens.mint(secret, subject, None, epoch, DOWNLOAD_LINK_TTL, now=now)
+    return f"{attestations_url}/space?token={token}"
+
+
 def personal_links(
     secret: bytes, attestations_url: str, subject: str, attestation_id: str, epoch: int, now: float
 ) -> tuple[str, str]:

@@ -33,6 +33,7 @@ from services.notifications.application import (
     certification_title,
     links_expire_on,
     personal_links,
+    space_link,
 )
 from services.notifications.destinations import Destinations
 from services.notifications.domain import Notification
@@ -434,6 +435,17 @@ class Dispatcher:
             )
         decided_on = payload.get("decided_on")
         expire_on = links_expire_on(now).isoformat() if minted else payload.get("links_expire_on")
+        space_url = (
+            space_link(
+                self.app.download_secret,
+                self.app.attestations_url,
+                tokens.holder_subject(n.exam_center, n.candidate_number),
+                int(payload.get("links_epoch", 0)),
+                now,
+            )
+            if minted
+            else None
+        )
         code = payload.get("certification") or ""
         return AttestationsMail(
             delivery_key=n.delivery_key,
@@ -447,6 +459,7 @@ class Dispatcher:
             sender=self.app.sender,
             domain=self.app.mail_domain,
             links_expire_on=date.fromisoformat(expire_on) if expire_on else None,
+            space_url=space_url,
         )
 
     @contextlib.contextmanager

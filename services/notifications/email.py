@@ -61,6 +61,7 @@ class AttestationsMail:
     sender: str  # "certibloc <no-reply@certibloc.localhost>"
     domain: str  # right-hand side of the Message-ID, e.g. "certibloc.localhost"
     links_expire_on: date | None = None  # when the personal links stop working, if known
+    space_url: str | None = None  # the candidate's personal space (a personal link too)
 
 
 def message_id(delivery_key: str, domain: str) -> str:
@@ -154,6 +155,7 @@ def _context(mail: AttestationsMail) -> dict[str, Any]:
         # One revocation, or several for one reason (a correction): the reason is said once.
         "common_reason": len(reasons) == 1,
         "links_expire_on": mail.links_expire_on,
+        "space_url": None if mail.space_url is None else _single_line(mail.space_url),
     }
 
 

@@ -4,7 +4,8 @@ The notifications service mints one per link when it writes an e-mail (``mint``)
 attestations service checks it (``read``). A token names the candidate (``holder_subject``:
 candidate numbers are unique per center, not nationally), the one attestation it opens, and
 the candidate's *links epoch*: the attestations service counts the revocations of a
-candidate's links, and a token minted for an earlier epoch opens nothing.
+candidate's links, and a token minted for an earlier epoch opens nothing. A token that names
+no attestation is the personal space's: it opens the list and every attestation in it.
 
 Tokens of version ``t1`` (before 2026-12: the candidate alone, every attestation, no epoch)
 are still honoured until they expire, unless the candidate's links were revoked since.
@@ -60,12 +61,13 @@ def _mac(secret: bytes, version: str, claims: str) -> bytes:
 def mint(
     secret: bytes,
     subject: str,
-    attestation_id: str,
+    attestation_id: str | None,
     epoch: int,
     ttl_seconds: int,
     now: float | None = None,
 ) -> str:
-    """A token opening one attestation of ``subject`` for ``ttl_seconds``."""
+    """A token opening one attestation of ``subject`` for ``ttl_seconds``; with no
+    ``attestation_id``, the candidate's personal space (every attestation they hold)."""
     expires = int((now if now is not None else time.time()) + ttl_seconds)
     claims = _b64(orjson.dumps({"c": subject, "a": attestation_id, "g": epoch, "e": expires}))
     return f"{VERSION}.{claims}.{_b64(_mac(secret, VERSION, claims))}"

@@ -766,3 +766,12 @@ def test_new_links_after_a_revocation(templates: jinja2.Environment) -> None:
     one = compose(replace(renewed, items=(BLOCS[0],)), templates)
     assert one["Subject"].startswith("Nouveau lien vers votre attestation : bloc de compétences")
     assert "Voici un nouveau lien vers votre attestation pour le bloc" in parts(one)[0]
+
+
+def test_the_personal_space_link_when_there_is_one(templates: jinja2.Environment) -> None:
+    space = f"{BASE}/space?token={TOKEN}"
+    text, html = parts(compose(replace(THIRTEEN, space_url=space), templates))
+    assert f"espace personnel (lien personnel, à ne pas transmettre) :\n{space}\n" in text
+    assert f'<a href="{space}"' in html and "ouvrir mon espace personnel" in html
+    without = parts(compose(THIRTEEN, templates))[0]
+    assert "espace personnel" not in without

@@ -99,6 +99,10 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             assert len(links) == 13
             pdf = await http.get(links[0])
             assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+            # And one link to the candidate's personal space, listing all 13.
+            (space,) = re.findall(r"(http://\S+/space\?token=\S+)", text_of(sent[0]))
+            space_page = await http.get(space)
+            assert space_page.status_code == 200 and "En vigueur (13)" in space_page.text
 
             # The center revokes the candidate's links and asks for new ones: the links sent
             # open nothing at once, and a new e-mail brings working ones.
@@ -109,11 +113,14 @@ async def test_pv_to_attestations_mails_and_webhooks_then_correction_and_vae(
             )
             assert revoked_links.status_code == 202, revoked_links.text
             assert (await http.get(links[0])).status_code == 403
+            assert (await http.get(space)).status_code == 403
             await eventually(lambda: len(mails_about(system.mail_dir, ":links_renewed")) == 1)
             (renewed,) = mails_about(system.mail_dir, ":links_renewed")
             new_links = re.findall(r"(http://\S+/pdf\?token=\S+)", text_of(renewed))
             assert len(new_links) == 13 and not set(new_links) & set(links)
             assert (await http.get(new_links[0])).status_code == 200
+            (new_space,) = re.findall(r"(http://\S+/space\?token=\S+)", text_of(renewed))
+            assert (await http.get(new_space)).status_code == 200
 
             # One signed webhook for the decision, verified by an independent Standard
             # Webhooks implementation, listing the same 13 attestations.
