@@ -5,7 +5,7 @@
 # Settings whose own name ends in _FILE (a path the services open themselves) are left alone.
 set -eu
 
-keep=" CERTIBLOC_NATS_TLS_CA_FILE CERTIBLOC_STORE_KEY_FILE "
+keep=" CERTIBLOC_NATS_TLS_CA_FILE CERTIBLOC_STORE_KEY_FILE REGISTRY_CERTIFIER_KEY_FILE "
 
 for name in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)_FILE=.*$/\1/p'); do
     case "$keep" in
