@@ -1,19 +1,32 @@
-"""The certification referential: data files under ``contracts/referentials/``, one per code.
+"""The certification referential: data files, one per code.
 
 Blocs, competences (the official wording), modalities per candidate group, units and
-coefficients, diploma rules and the attestation policy are data, so another certification is
-added by adding a file.
+coefficients, diploma rules, the certifier (who the attestations name as issuer) and the
+attestation policy are data, so another certification is added by adding a file: packaged
+ones under ``contracts/referentials/``, and a deployment's own in the directory named by the
+environment variable ``CERTIBLOC_REFERENTIALS_DIR`` (read here, at each look-up, so this
+package depends on nothing of the services'). Each file is ``<code>.json``; it is checked when
+loaded, and a bad one raises ``ReferentialError`` naming the file and the field.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import date
 from decimal import Decimal
 from functools import cache, cached_property
 from importlib import resources
-from typing import Literal
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+REFERENTIALS_DIR_ENV = "CERTIBLOC_REFERENTIALS_DIR"
+# An RNCP code: the attestations name the RNCP as their framework and link its page (an RS
+# code would need both for the Répertoire spécifique: not supported yet).
+CODE_PATTERN = re.compile(r"RNCP\d{1,6}")
 
 Modality = Literal[
     "ccf", "ponctuel_ecrit", "ponctuel_oral", "ponctuel_pratique", "ponctuel_oral_pratique"
@@ -86,6 +99,7 @@ class Bloc(_Frozen):
 
 class Certification(_Frozen):
     code: str
+    note: str | None = None  # e.g. what a test fixture says of itself
     title: str
     short_title: str
     level: int
@@ -103,6 +117,31 @@ class Certification(_Frozen):
     secondary_sources: str
     blocs: list[Bloc]
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if CODE_PATTERN.fullmatch(self.code) is None:
+            raise ValueError(f"code: {self.code!r} is not an RNCP code (RNCP12345)")
+        seen: set[str] = set()
+        for i, bloc in enumerate(self.blocs):
+            where = f"blocs[{i}].code"
+            if bloc.code in seen:
+                raise ValueError(f"{where}: {bloc.code!r} appears twice")
+            seen.add(bloc.code)
+            suffix = bloc.code.removeprefix(self.code)
+            if suffix == bloc.code or re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", suffix) is None:
+                raise ValueError(f"{where}: {bloc.code!r} is not a bloc code of {self.code}")
+            for group in bloc.modalities or {}:
+                if group not in self.candidate_groups:
+                    raise ValueError(
+                        f"blocs[{i}].modalities: candidate group {group} is not one of "
+                        "candidate_groups"
+                    )
+        if not any(not b.optional for b in self.blocs):
+            raise ValueError("blocs: no mandatory bloc")
+        if self.valid_until < self.valid_from:
+            raise ValueError("valid_until: before valid_from")
+        return self
+
     @cached_property
     def _by_code(self) -> dict[str, Bloc]:
         return {b.code: b for b in self.blocs}
@@ -118,17 +157,74 @@ class Certification(_Frozen):
         return access_route in self.attestation_policy.bloc_attestation_access_routes
 
 
+class ReferentialError(ValueError):
+    """A referential file that cannot be used: names the file and the field."""
+
+
+def referentials_dir() -> Path | None:
+    """The deployment's own referentials (``CERTIBLOC_REFERENTIALS_DIR``), if set."""
+    value = os.environ.get(REFERENTIALS_DIR_ENV, "").strip()
+    return Path(value) if value else None
+
+
 def available_codes() -> list[str]:
-    folder = resources.files("contracts") / "referentials"
-    return sorted(
-        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
-    )
+    return sorted(_files(referentials_dir()))
+
+
+def load_certification(code: str) -> Certification:
+    """Load a referential by code; ``KeyError`` when there is none, ``ReferentialError`` when
+    its file is not a valid referential."""
+    return _load(code, referentials_dir())
+
+
+def load_all() -> list[Certification]:
+    """Every referential, each checked (a service calls it at start, to fail there)."""
+    extra = referentials_dir()
+    return [_load(code, extra) for code in sorted(_files(extra))]
 
 
 @cache
-def load_certification(code: str) -> Certification:
-    """Load a referential by RNCP code; ``KeyError`` when there is none."""
-    if code not in available_codes():
+def _files(extra: Path | None) -> dict[str, Traversable]:
+    packaged = resources.files("contracts") / "referentials"
+    found: dict[str, Traversable] = {
+        p.name.removesuffix(".json"): p for p in packaged.iterdir() if p.name.endswith(".json")
+    }
+    if extra is None:
+        return found
+    if not extra.is_dir():
+        raise ReferentialError(f"{REFERENTIALS_DIR_ENV}={extra}: not a directory")
+    for path in sorted(extra.glob("*.json")):
+        code = path.name.removesuffix(".json")
+        if code in found:
+            raise ReferentialError(
+                f"{path}: certification {code} is already defined by {found[code]}"
+            )
+        found[code] = path
+    return found
+
+
+def _problem(error: Any) -> str:
+    """``blocs.1.modalities.2: Input should be …``; a whole-file check's message names its
+    field itself."""
+    where = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+@cache
+def _load(code: str, extra: Path | None) -> Certification:
+    source = _files(extra).get(code)
+    if source is None:
         raise KeyError(code)
-    text = (resources.files("contracts") / "referentials" / f"{code}.json").read_text("utf-8")
-    return Certification.model_validate_json(text)
+    try:
+        certification = Certification.model_validate_json(source.read_text("utf-8"))
+    except ValidationError as error:
+        problems = "; ".join(_problem(e) for e in error.errors(include_url=False))
+        raise ReferentialError(f"{source}: invalid referential: {problems}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ReferentialError(f"{source}: unreadable: {error}") from None
+    if certification.code != code:
+        raise ReferentialError(
+            f"{source}: code: {certification.code!r} differs from the file's name ({code}.json)"
+        )
+    return certification

@@ -25,6 +25,7 @@ from services.attestations.domain.aggregates import (
     StatusList,
 )
 from services.attestations.domain.jose import SigningKey, sign
+from services.attestations.identity import Issuers
 from services.runtime import centers
 from services.runtime.messages import HandlerTable, Rejected, Unit
 from services.runtime.store import ServiceApplication
@@ -55,14 +56,14 @@ class AttestationsApp(ServiceApplication):
         self,
         env: dict[str, str] | None = None,
         *,
-        issuer: vc.IssuerProfile,
+        issuers: Issuers,
         links: Links,
         signing_key: Callable[[], SigningKey],
         partitions: int = 1,
     ) -> None:
         super().__init__(env)
         self.partitions = partitions
-        self.issuer = issuer
+        self.issuers = issuers  # the service's identity; each certification's certifier
         self.links = links
         self.signing_key = signing_key
         self._status_cache: dict[int, tuple[int, str]] = {}
@@ -184,7 +185,7 @@ class AttestationsApp(ServiceApplication):
         credential = vc.build_credential(
             attestation_id=public_id,
             verify_url=self.links.verify(public_id),
-            issuer=self.issuer,
+            issuer=self.issuers.for_certification(achievement.certification_code),
             holder=vc.Holder(
                 given_names=tuple(holder.given_names),
                 family_name=holder.family_name,
@@ -352,7 +353,7 @@ class AttestationsApp(ServiceApplication):
         url = self.links.status_list(number)
         credential = vc.build_status_list_credential(
             list_url=url,
-            issuer=self.issuer,
+            issuer=self.issuers.service,
             encoded_list=vc.encode_status_list(revoked, STATUS_LIST_SIZE),
             valid_from=datetime.now(UTC),
         )

@@ -14,14 +14,14 @@ from fastapi import FastAPI
 from fastapi.templating import Jinja2Templates
 from prometheus_client import Counter
 
-from contracts.referential import load_certification
+from contracts.referential import load_all
 from contracts.subjects import durable_of
 from services.attestations.api.routes import Context, router
 from services.attestations.api.space import router as space_router
 from services.attestations.application import AttestationsApp, Links
 from services.attestations.domain.aggregates import Attestation
 from services.attestations.domain.jose import SigningKey
-from services.attestations.identity import issuer_profile
+from services.attestations.identity import Issuers
 from services.attestations.keys import KeyStore
 from services.attestations.pdf import CacheCipher, PdfSigner
 from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
@@ -33,8 +33,6 @@ from services.runtime.logging import configure_logging
 from services.runtime.metrics import Metrics
 from services.runtime.secrets import load_or_create_secret, load_store_key
 from services.runtime.service import ServiceRuntime
-
-CERTIFICATION = "RNCP40705"  # the certifier named as issuer; one issuer per deployment
 
 
 class ActiveKey:
@@ -59,11 +57,12 @@ class ActiveKey:
 
 
 def build_attestations(settings: AttestationsSettings) -> tuple[AttestationsApp, ActiveKey]:
+    load_all()  # every referential checked at start: a bad file stops the service here
     keys = ActiveKey(KeyStore(settings.signing_keys_dir))
     base = settings.public_base_url.rstrip("/")
     app = AttestationsApp(
         env=settings.eventsourcing_env(AttestationsApp.name),
-        issuer=issuer_profile(base, load_certification(CERTIFICATION)),
+        issuers=Issuers.of_service(base, settings.issuer_name),
         links=Links(base),
         signing_key=keys,
         partitions=settings.partitions,

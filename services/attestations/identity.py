@@ -1,11 +1,16 @@
-"""Who the issuer is on the web: the certifier's profile under a did:web of this service."""
+"""Who the issuer is on the web: one signing identity per deployment (a did:web of this
+service), under which each attestation names the certifier of ITS certification (name and
+SIRET from that certification's referential); the status lists, shared by every
+certification, name the service itself."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from contracts.referential import Certification
+from contracts.referential import Certification, load_certification
 from services.attestations.domain import credential as vc
 
 
@@ -26,6 +31,34 @@ def issuer_profile(base_url: str, cert: Certification) -> vc.IssuerProfile:
         siret=cert.certifier.siret,
         url=base_url,
     )
+
+
+@dataclass(frozen=True)
+class Issuers:
+    """The service's identity (``did``, ``name``, ``url``) and, per certification, the issuer
+    profile its attestations carry."""
+
+    did: str
+    name: str  # the service's own name (ATTESTATIONS_ISSUER_NAME): on the status lists
+    url: str
+
+    @classmethod
+    def of_service(cls, base_url: str, name: str) -> Issuers:
+        base = base_url.rstrip("/")
+        return cls(did=did_web(base), name=name, url=base)
+
+    def for_certification(self, code: str) -> vc.IssuerProfile:
+        """The certifier of ``code`` (``KeyError`` when there is no such referential)."""
+        return _profile(self, code)
+
+    @property
+    def service(self) -> vc.ServiceIssuer:
+        return vc.ServiceIssuer(id=self.did, name=self.name)
+
+
+@cache
+def _profile(issuers: Issuers, code: str) -> vc.IssuerProfile:
+    return issuer_profile(issuers.url, load_certification(code))
 
 
 def did_document(did: str, jwks: dict[str, list[dict[str, str]]]) -> dict[str, Any]:

@@ -21,6 +21,13 @@ class AttestationsSettings(ServiceSettings):
         default="http://127.0.0.1:8102",
         description="What goes into verification links, credentials and the did:web id.",
     )
+    issuer_name: str = Field(
+        default="certibloc",
+        min_length=1,
+        max_length=200,
+        description="The service's own name as the issuer of the status lists (shared by every "
+        "certification); each attestation names its certification's certifier.",
+    )
     keys_dir: Path | None = Field(default=None, description="Default: <var>/keys/attestations")
     pdf_dir: Path | None = Field(default=None, description="PDF cache; default <var>/pdf")
     download_token_secret: SecretStr | None = Field(

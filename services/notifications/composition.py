@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
+from contracts.referential import load_all
 from contracts.subjects import durable_of
 from services.notifications.api import router
 from services.notifications.application import NotificationsApp
@@ -54,6 +55,7 @@ def smtp_settings(settings: NotificationsSettings) -> SmtpSettings:
 
 def create_http_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
+    load_all()  # every referential checked at start: a bad file stops the service here
     app = build_notifications(settings)
     metrics = Metrics()
     count_deliveries(app, metrics)

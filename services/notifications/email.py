@@ -55,7 +55,7 @@ class AttestationsMail:
     to_address: str
     holder_name: str
     certification_title: str  # "BAC PRO - Assistance à la gestion des organisations et de …"
-    certification_code: str  # "RNCP40705"
+    certification_code: str  # "RNCP12345"
     decided_on: date | None  # the jury's decision date, if known
     items: tuple[MailItem, ...]  # 1 to 32; listed blocs first in code order, the certification last
     sender: str  # "certibloc <no-reply@certibloc.localhost>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from contracts.referential import load_all
 from services.registry.api import cpf_routes, errors
 from services.registry.api.routes import router
 from services.registry.application import RegistryApp
@@ -15,6 +16,7 @@ from services.runtime.service import ServiceRuntime
 
 
 def build_registry(settings: RegistrySettings) -> RegistryApp:
+    load_all()  # every referential checked at start: a bad file stops the service here
     return RegistryApp(env=settings.eventsourcing_env(RegistryApp.name))
 
 

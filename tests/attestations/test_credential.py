@@ -476,14 +476,15 @@ def test_status_list_decoding_refuses_malformed(encoded: str, reason: str) -> No
 
 def test_status_list_credential(schemas: Registry[Any]) -> None:
     encoded = vc.encode_status_list([4242])
+    service = vc.ServiceIssuer(id=ISSUER.id, name="certibloc")  # every certification's lists
     credential = vc.build_status_list_credential(
-        list_url=LIST_URL, issuer=ISSUER, encoded_list=encoded, valid_from=ISSUED
+        list_url=LIST_URL, issuer=service, encoded_list=encoded, valid_from=ISSUED
     )
     assert credential == {
         "@context": ["https://www.w3.org/ns/credentials/v2"],
         "id": LIST_URL,
         "type": ["VerifiableCredential", "BitstringStatusListCredential"],
-        "issuer": ISSUER.id,
+        "issuer": {"id": ISSUER.id, "name": "certibloc"},
         "validFrom": "2026-07-03T09:30:12Z",
         "credentialSubject": {
             "id": f"{LIST_URL}#list",

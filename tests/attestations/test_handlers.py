@@ -299,16 +299,15 @@ def _shown(app: AttestationsApp, attestation: Any) -> tuple[dict[str, Any], str,
     from services.attestations.api.routes import pdf_content
     from services.attestations.pdf import render
 
-    issuer = {"id": app.issuer.id, "name": app.issuer.name}
-    body = views.as_json(attestation, issuer, app.links.verify(attestation.public_id))
+    body = views.as_json(attestation, app.links.verify(attestation.public_id))
     templates = jinja2.Environment(
         loader=jinja2.PackageLoader("services.attestations", "templates"), autoescape=True
     )
-    page = views.VerificationViews(app, issuer, templates)
+    page = views.VerificationViews(app, templates)
     rendered = page.lookup(attestation.public_id)
     assert rendered is not None and orjson.loads(rendered.json) == body
     html = page.html(attestation.public_id, rendered, date(2026, 12, 3)).decode()
-    context: Any = SimpleNamespace(app=app, issuer=issuer)  # what pdf_content reads
+    context: Any = SimpleNamespace(app=app)  # what pdf_content reads
     pdf = render(pdf_content(context, attestation), attestation.credential)
     text = " ".join(" ".join(p.extract_text().split()) for p in pypdf.PdfReader(BytesIO(pdf)).pages)
     return body, html, text
@@ -490,3 +489,44 @@ def test_sessions_and_routes_in_french() -> None:
         with pytest.raises(ValueError, match="not a session"):
             vc.session_label(bad)
     assert vc.route_label("vae") == "par la VAE"
+
+
+def test_each_attestation_names_its_own_certifications_certifier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One deployment, one did:web, two certifications: each credential, page and PDF names
+    the certifier of its certification (from its referential); the status lists they share
+    name the service (ATTESTATIONS_ISSUER_NAME)."""
+    from contracts.referential import REFERENTIALS_DIR_ENV, load_certification
+    from tests.support.system import FIXTURE_REFERENTIALS
+
+    monkeypatch.setenv(REFERENTIALS_DIR_ENV, str(FIXTURE_REFERENTIALS))
+    fixture = load_certification("RNCP99901")  # the test fixture's invented certification
+    packaged = load_certification("RNCP40705")
+    settings = AttestationsSettings(var_dir=tmp_path, issuer_name="Service de test")
+    app, _ = build_attestations(settings)
+    try:
+        feed = Feeder(app, app.registry_handlers(), app.before_commit)
+        feed.send(registered(A, "P1", "Durand"))
+        feed.send(validated(A, "P1"))
+        feed.send(registered(A, "F1", "Martin").model_copy(update={"certification": fixture.code}))
+        bloc = validated(A, "F1", "RNCP99901BC01", award=True)
+        feed.send(bloc.model_copy(update={"certification": fixture.code}))
+        held = {a.code: a for n in ("P1", "F1") for a in app.attestations_of(A, n) or []}
+        assert sorted(held) == ["RNCP40705BC01", "RNCP99901", "RNCP99901BC01"]
+        for code, attestation in held.items():
+            cert = fixture if code.startswith(fixture.code) else packaged
+            credential = _payload(attestation.credential)
+            assert schema_problems(credential) == []
+            assert credential["issuer"]["id"] == app.issuers.did
+            assert credential["issuer"]["name"] == cert.certifier.name
+            assert credential["issuer"]["otherIdentifier"][0]["identifier"] == cert.certifier.siret
+            body, html, text = _shown(app, attestation)
+            assert body["issuer"] == {"id": app.issuers.did, "name": cert.certifier.name}
+            assert cert.certifier.name.replace("'", "&#39;") in html
+            assert f"Délivrée par {cert.certifier.name}" in text
+        status = app.status_list_credential(1)
+        assert status is not None
+        assert _payload(status)["issuer"] == {"id": app.issuers.did, "name": "Service de test"}
+    finally:
+        app.close()

@@ -26,6 +26,9 @@ from tests.support.processes import (
 SERVICES = ("registry", "attestations", "notifications")
 DOWNLOAD_SECRET = "5e" * 32  # this test deployment's shared download-token secret
 LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"  # where the tests' webhook receivers listen
+# The test fixtures' extra referentials (a second, invented certification), given to every
+# service process as a deployment gives its own: CERTIBLOC_REFERENTIALS_DIR.
+FIXTURE_REFERENTIALS = Path(__file__).parents[1] / "data" / "referentials"
 
 
 @dataclass
@@ -57,6 +60,7 @@ class System:
     postgres: Postgres | None = None  # None: each service on its own SQLite file
     settings: dict[str, str] = field(default_factory=dict)  # extra env for every service
     partitions: int = 1  # of every stream
+    referentials_dir: Path | None = FIXTURE_REFERENTIALS  # CERTIBLOC_REFERENTIALS_DIR
     # Consumer replicas of a service (attestations, notifications): each its own process on
     # its own port, sharing the service's store, applying every partition p with
     # p % count == its index; only the first runs the relay (the default).
@@ -95,6 +99,11 @@ class System:
             "NOTIFICATIONS_ATTESTATIONS_URL": f"http://127.0.0.1:{ports['attestations']}",
             "NOTIFICATIONS_SMTP_PORT": str(self.sink.port),
             "NOTIFICATIONS_WEBHOOK_ALLOWED_NETWORKS": LOOPBACK_NETWORKS,
+            **(
+                {"CERTIBLOC_REFERENTIALS_DIR": str(self.referentials_dir)}
+                if self.referentials_dir is not None
+                else {}
+            ),
             **self.settings,
         }
         for name in SERVICES:

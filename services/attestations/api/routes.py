@@ -62,11 +62,7 @@ class Context:
         self.pdf_cache = pdf_cache
         self.download_secret = download_secret
         self.pdf_cipher = pdf_cipher  # the cached PDFs name their holder: encrypted on disk
-        self.views = views.VerificationViews(app, self.issuer, templates.env)
-
-    @property
-    def issuer(self) -> dict[str, str]:
-        return {"id": self.app.issuer.id, "name": self.app.issuer.name}
+        self.views = views.VerificationViews(app, templates.env)
 
 
 async def ctx(request: Request) -> Context:
@@ -274,7 +270,7 @@ def download_pdf(
 
 
 def pdf_content(c: Context, attestation: Attestation) -> PdfContent:
-    page = views.for_page(attestation, c.issuer)
+    page = views.for_page(attestation)
     return PdfContent(
         attestation_id=attestation.public_id,
         holder_name=page["holder_name"],
@@ -365,7 +361,9 @@ def jwks(c: Ctx) -> JSONResponse:
 
 @router.get("/.well-known/did.json", tags=["clés"], summary="Document did:web de l'émetteur")
 def did_json(c: Ctx) -> JSONResponse:
-    return JSONResponse(did_document(c.app.issuer.id, c.jwks()), media_type="application/did+json")
+    return JSONResponse(
+        did_document(c.app.issuers.did, c.jwks()), media_type="application/did+json"
+    )
 
 
 @router.get(

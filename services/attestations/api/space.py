@@ -41,7 +41,7 @@ def _holder_of(c: Context, token: str) -> tuple[str, str, list[Attestation]]:
 def _entry(c: Context, a: Attestation, token: str) -> dict[str, Any]:
     base = f"/v1/attestations/{a.public_id}"
     return {
-        **views.for_page(a, c.issuer),
+        **views.for_page(a),
         "id": a.public_id,
         "superseded_by": a.superseded_by,
         "verify_url": c.app.links.verify(a.public_id),

@@ -19,6 +19,7 @@ from services.attestations.domain.credential import (
     french_date,
     session_label,
 )
+from services.attestations.domain.jose import unverified_payload
 
 
 def _upper_first(text: str) -> str:
@@ -64,9 +65,25 @@ def competences_of(attestation: Attestation) -> list[str]:
     return [c for b in cert.mandatory_blocs for c in b.competences]
 
 
-def as_json(attestation: Attestation, issuer: dict[str, str], verify_url: str) -> dict[str, Any]:
+def issuer_of(attestation: Attestation) -> dict[str, str]:
+    """Who issued it, as its signed credential says (id and the certifier's name): what was
+    signed, whatever the referential says today; its certification's certifier for a
+    credential that would name its issuer by id alone."""
+    issuer = unverified_payload(attestation.credential).get("issuer")
+    if isinstance(issuer, dict) and isinstance(issuer.get("id"), str):
+        name = issuer.get("name")
+        if isinstance(name, str):
+            return {"id": issuer["id"], "name": name}
+        issuer = issuer["id"]
+    if not isinstance(issuer, str):
+        raise ValueError(f"attestation {attestation.public_id}: its credential names no issuer")
+    return {"id": issuer, "name": load_certification(attestation.certification).certifier.name}
+
+
+def as_json(attestation: Attestation, verify_url: str) -> dict[str, Any]:
     """The public answer: names, what is certified, by whom, when; never birth date or grades."""
     cert = load_certification(attestation.certification)
+    issuer = issuer_of(attestation)
     body: dict[str, Any] = {
         "id": attestation.public_id,
         "status": attestation.status,
@@ -94,8 +111,9 @@ def as_json(attestation: Attestation, issuer: dict[str, str], verify_url: str) -
     return body
 
 
-def for_page(attestation: Attestation, issuer: dict[str, str]) -> dict[str, Any]:
+def for_page(attestation: Attestation) -> dict[str, Any]:
     cert = load_certification(attestation.certification)
+    issuer = issuer_of(attestation)
     issued = datetime.fromisoformat(attestation.issued_at)
     revoked = datetime.fromisoformat(attestation.revoked_at) if attestation.revoked_at else None
     holder = attestation.holder
@@ -150,12 +168,10 @@ class VerificationViews:
     def __init__(
         self,
         app: AttestationsApp,
-        issuer: dict[str, str],
         templates: Environment,
         size: int = 50_000,
     ) -> None:
         self.app = app
-        self.issuer = issuer
         self.templates = templates
         self.size = size
         self._cache: OrderedDict[str, Rendered] = OrderedDict()
@@ -175,10 +191,8 @@ class VerificationViews:
             return None
         rendered = Rendered(
             version=attestation.version,
-            json=orjson.dumps(
-                as_json(attestation, self.issuer, self.app.links.verify(attestation.public_id))
-            ),
-            page=for_page(attestation, self.issuer),
+            json=orjson.dumps(as_json(attestation, self.app.links.verify(attestation.public_id))),
+            page=for_page(attestation),
         )
         with self._lock:
             self._cache[public_id] = rendered

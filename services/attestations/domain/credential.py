@@ -71,6 +71,15 @@ class IssuerProfile:
 
 
 @dataclass(frozen=True)
+class ServiceIssuer:
+    """The attestation service itself, as the issuer of what every certification shares (the
+    status lists): the same id (did:web) as every attestation's issuer, its own name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Holder:
     """Who the attestation is about: names only."""
 
@@ -87,7 +96,7 @@ class Holder:
 class AchievementInfo:
     """What is attested: one bloc of a certification, or the whole certification."""
 
-    code: str  # "RNCP40705BC01" (a bloc) or "RNCP40705" (the whole certification)
+    code: str  # "RNCP12345BC01" (a bloc) or "RNCP12345" (the whole certification)
     title: str
     kind: Literal["bloc", "certification"]
     competences: tuple[str, ...]
@@ -175,7 +184,7 @@ def format_datetime(moment: datetime) -> str:
 
 
 def rncp_page(certification_code: str) -> str:
-    """The public France compétences page of a certification, e.g. for ``RNCP40705``."""
+    """The public France compétences page of a certification, e.g. for ``RNCP12345``."""
     match = _CERTIFICATION_CODE.fullmatch(certification_code)
     if match is None:
         raise ValueError(f"not an RNCP certification code: {certification_code!r}")
@@ -455,7 +464,7 @@ def build_credential(
 
 
 def build_status_list_credential(
-    *, list_url: str, issuer: IssuerProfile, encoded_list: str, valid_from: datetime
+    *, list_url: str, issuer: ServiceIssuer, encoded_list: str, valid_from: datetime
 ) -> dict[str, Any]:
     """A ``BitstringStatusListCredential`` for revocation, ready to be secured as ``vc+jwt``."""
     if not encoded_list.startswith("u"):
@@ -464,7 +473,7 @@ def build_status_list_credential(
         "@context": [VC_V2_CONTEXT],
         "id": list_url,
         "type": ["VerifiableCredential", "BitstringStatusListCredential"],
-        "issuer": issuer.id,
+        "issuer": {"id": issuer.id, "name": issuer.name},
         "validFrom": format_datetime(valid_from),
         "credentialSubject": {
             "id": f"{list_url}#list",

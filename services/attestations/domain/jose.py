@@ -147,6 +147,15 @@ def unverified_header(token: str | bytes) -> dict[str, Any]:
     return header
 
 
+def unverified_payload(token: str | bytes) -> dict[str, Any]:
+    """The payload, decoded without checking the signature: for a token this service signed
+    and stored itself (never for one it was sent)."""
+    payload = _b64url_json(_segments(token)[1], "payload")
+    if not isinstance(payload, dict):
+        raise VerificationError("format", "the JWS payload is not a JSON object")
+    return payload
+
+
 @functools.lru_cache(maxsize=256)
 def _public_key(kty: str, crv: str, x: str, y: str | None) -> OKPKey | ECKey:
     if kty == "OKP":

@@ -93,7 +93,7 @@ def missing_fields(holder: Holder) -> list[str]:
 
 
 def certification_type(code: str) -> str:
-    """``RNCP40705`` -> ``RNCP``, ``RS5875`` -> ``RS``: the register the code belongs to."""
+    """``RNCP12345`` -> ``RNCP``, ``RS5875`` -> ``RS``: the register the code belongs to."""
     found = re.match(r"[A-Z]+", code)
     return found.group(0) if found else code
 
