@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
-from tenacity import AsyncRetrying, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, stop_after_delay, wait_exponential
 
 from contracts.subjects import CONSUMERS, STREAMS, durable_for, partition_subjects
 from services.runtime.nats import connect, ensure_consumer, ensure_deadletter_stream, ensure_stream
@@ -81,7 +81,10 @@ async def run(settings: ServiceSettings, wait: float) -> None:
         partitions=settings.partitions,
     )
     async for attempt in AsyncRetrying(
-        stop=stop_after_delay(wait), wait=wait_exponential(multiplier=0.1, max=1), reraise=True
+        stop=stop_after_delay(wait),
+        wait=wait_exponential(multiplier=0.1, max=1),
+        reraise=True,
+        before_sleep=_say_waiting,
     ):
         with attempt:
             nc = await connect(
@@ -95,6 +98,12 @@ async def run(settings: ServiceSettings, wait: float) -> None:
                 await provision(nc.jetstream(), topology)
             finally:
                 await nc.close()
+
+
+def _say_waiting(state: RetryCallState) -> None:
+    """The Job's log says why it waits (and tests wait for that line, not for a delay)."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    print(f"NATS not ready ({type(error).__name__}); retrying", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -581,9 +582,20 @@ def test_provisioning_connected_before_the_cluster_formed_waits_for_it(
         with run_provisioning(env, wait=60) as provisioning:
             try:
                 wait_for(lambda: connected(first, natsauth.PROVISIONER), timeout=30)
-                time.sleep(1)  # its first JetStream request finds no meta leader
+                # Its first JetStream request found no meta leader, and it says it waits.
+                assert provisioning.stdout is not None
+                watchdog = threading.Timer(60, provisioning.kill)  # never a hang
+                watchdog.start()
+                seen = ""
+                try:
+                    while "NATS not ready" not in seen and provisioning.poll() is None:
+                        seen += provisioning.stdout.readline()  # nats-py's errors come too
+                finally:
+                    watchdog.cancel()
+                assert "NATS not ready" in seen, seen
                 start_servers(others, secrets)
-                output, _ = provisioning.communicate(timeout=90)
+                rest, _ = provisioning.communicate(timeout=90)
+                output = seen + rest
             finally:
                 provisioning.kill()
     finally:

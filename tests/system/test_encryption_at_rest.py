@@ -218,19 +218,23 @@ async def test_no_personal_data_nor_secret_in_the_raw_stores(system: System) -> 
 # --- positive controls: the same scans find what a store holds in clear ------------------------
 
 
+def store_blobs(store_env: dict[str, str]) -> dict[str, bytes]:
+    """The raw bytes of the store ``store_env`` names: its SQLite files, or its schema's rows."""
+    if store_env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
+        return file_blobs(Path(store_env["SQLITE_DBNAME"]).parent)
+    pg = Postgres(
+        store_env["POSTGRES_HOST"],
+        int(store_env["POSTGRES_PORT"]),
+        store_env["POSTGRES_USER"],
+        store_env["POSTGRES_DBNAME"],
+    )
+    return postgres_blobs(pg, [store_env["POSTGRES_SCHEMA"]])
+
+
 def test_the_scan_finds_a_value_a_store_holds_in_clear(store_env: dict[str, str]) -> None:
     plain = RegistryApp(env=store_env)  # no key: eventsourcing stores the JSON as it is
     plain.add_center("0750099Z", f"Lycée {GIVEN} {BIRTH_NAME}")
-    if store_env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
-        blobs = file_blobs(Path(store_env["SQLITE_DBNAME"]).parent)
-    else:
-        pg = Postgres(
-            store_env["POSTGRES_HOST"],
-            int(store_env["POSTGRES_PORT"]),
-            store_env["POSTGRES_USER"],
-            store_env["POSTGRES_DBNAME"],
-        )
-        blobs = postgres_blobs(pg, [store_env["POSTGRES_SCHEMA"]])
+    blobs = store_blobs(store_env)
     plain.close()
     assert hits({"birth name": BIRTH_NAME}, blobs), "the scan misses a value stored in clear"
 
@@ -244,16 +248,7 @@ def test_the_same_value_is_not_found_in_an_encrypted_store(
     app = RegistryApp(env=settings.eventsourcing_env(RegistryApp.name))
     app.add_center("0750099Z", f"Lycée {GIVEN} {BIRTH_NAME}")
     assert app.center("0750099Z").name.endswith(BIRTH_NAME)  # read back through the cipher
-    if store_env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
-        blobs = file_blobs(Path(store_env["SQLITE_DBNAME"]).parent)
-    else:
-        pg = Postgres(
-            store_env["POSTGRES_HOST"],
-            int(store_env["POSTGRES_PORT"]),
-            store_env["POSTGRES_USER"],
-            store_env["POSTGRES_DBNAME"],
-        )
-        blobs = postgres_blobs(pg, [store_env["POSTGRES_SCHEMA"]])
+    blobs = store_blobs(store_env)
     app.close()
     assert blobs and hits({"birth name": BIRTH_NAME}, blobs) == []
 
