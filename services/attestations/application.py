@@ -25,6 +25,7 @@ from services.attestations.domain.aggregates import (
     StatusList,
 )
 from services.attestations.domain.jose import SigningKey, sign
+from services.attestations.domain.sharing import ShareLink
 from services.attestations.identity import Issuers
 from services.runtime import centers
 from services.runtime.messages import HandlerTable, Rejected, Unit
@@ -51,6 +52,8 @@ class AttestationsApp(ServiceApplication):
     # Read by every decision (the holder) and every batch (its partition's allocator, whose
     # history grows by one event per batch): kept between units instead of replayed.
     cached_types = (Holder, StatusAllocator)
+    # A share link opened for months gains an event per OPENING_WINDOW: read from a snapshot.
+    snapshotting_intervals = {ShareLink: 100}  # noqa: RUF012  # eventsourcing's class attribute
 
     def __init__(
         self,

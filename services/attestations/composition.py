@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from contracts.referential import load_all
 from contracts.subjects import durable_of
 from services.attestations.api.routes import Context, router
+from services.attestations.api.shares import router as shares_router
 from services.attestations.api.space import router as space_router
 from services.attestations.application import AttestationsApp, Links
 from services.attestations.domain.aggregates import Attestation
@@ -134,6 +135,7 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     )
     http.include_router(router)
     http.include_router(space_router)
+    http.include_router(shares_router)
     return http
 
 

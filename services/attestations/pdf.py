@@ -479,7 +479,9 @@ def _layout(content: PdfContent) -> bytes:
     return out.getvalue()
 
 
-def _attach_credential(writer: IncrementalPdfFileWriter, credential_jws: str) -> None:
+def _attach_credential(
+    writer: IncrementalPdfFileWriter, credential_jws: str, name: str = ATTACHMENT_NAME
+) -> None:
     data = credential_jws.encode("ascii")
     stream = embed.EmbeddedFileObject.from_file_data(
         writer,
@@ -491,8 +493,8 @@ def _attach_credential(writer: IncrementalPdfFileWriter, credential_jws: str) ->
     embed.embed_file(
         writer,
         embed.FileSpec(
-            file_spec_string=ATTACHMENT_NAME,
-            file_name=ATTACHMENT_NAME,
+            file_spec_string=name,
+            file_name=name,
             embedded_data=stream,
             description="Attestation numérique (W3C Verifiable Credential, VC-JOSE-COSE)",
             af_relationship=generic.pdf_name("/Source"),

@@ -82,6 +82,12 @@ OPERATIONS: dict[str, list[str]] = {
         "GET /v1/status-lists/{number}",
         "POST /v1/candidates/{candidate_number}/download-links/revoke",
         "GET /space",
+        "GET /space/releve",
+        "POST /space/shares",
+        "POST /space/shares/{link_id}/revoke",
+        "GET /s/{token}",
+        "GET /s/{token}/attestations/{attestation_id}/pdf",
+        "GET /s/{token}/attestations/{attestation_id}/credential",
     ],
     "notifications": [
         "GET /healthz",

@@ -131,18 +131,20 @@ async def test_two_replicas_over_four_partitions_share_the_work_exactly_once(
                 system.restart("attestations#1")
 
                 await eventually(
-                    lambda: message_count(system.mail_dir) >= CANDIDATES // 6,
+                    lambda: message_count(system.mail_dir) >= CANDIDATES // 12,
                     90,
-                    "a sixth of the e-mails",
+                    "a twelfth of the e-mails",
                 )
                 # Read before the kill's condition, not between it and the kill: the scrape
                 # takes long enough for the e-mails to be all sent meanwhile. What it misses
                 # (lanes counted after it) only lowers the counts, not which lanes worked.
                 lanes_before_kill["notifications"] = await scrape(http, system.url("notifications"))
+                # Early, so that most of the work is left when the kill lands, even on a
+                # loaded machine (seen once: every e-mail sent between the poll and the kill).
                 await eventually(
-                    lambda: message_count(system.mail_dir) >= CANDIDATES // 3,
+                    lambda: message_count(system.mail_dir) >= CANDIDATES // 6,
                     90,
-                    "a third of the e-mails",
+                    "a sixth of the e-mails",
                 )
                 system.kill("notifications")  # replica 0: the relay and half the lanes
                 assert message_count(system.mail_dir) < CANDIDATES, "the kill came after the work"

@@ -1,0 +1,150 @@
+"""The candidate's share links, over the attestations store: made, listed, opened, revoked.
+
+Called from the HTTP layer's threads. Every change is an event of ``ShareLink`` or
+``HolderShares`` (domain/sharing.py); a version conflict (two requests of the same candidate
+at once) raises ``IntegrityError``, which the caller answers with 409 and nothing changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError
+
+from services.attestations.application import AttestationsApp
+from services.attestations.domain.aggregates import Attestation, Holder
+from services.attestations.domain.sharing import (
+    DURATIONS,
+    MAX_ATTESTATIONS,
+    MAX_LINKS,
+    HolderShares,
+    ShareLink,
+    new_token,
+    share_id,
+    well_formed,
+)
+
+
+class ShareRefused(ValueError):
+    """What the candidate asked for cannot be shared; the message says why, in French."""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """An open share link and what it shows, in the order the candidate chose them."""
+
+    link: ShareLink
+    holder: Holder
+    attestations: list[Attestation]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ShareLinks:
+    def __init__(self, app: AttestationsApp, clock: Callable[[], datetime] = _now) -> None:
+        self.app = app
+        self.clock = clock
+
+    def create(self, holder: Holder, attestation_ids: Sequence[str], duration: str) -> ShareLink:
+        """A new link to the chosen attestations (each the candidate's own, in force)."""
+        if duration not in DURATIONS:
+            raise ShareRefused("Choisissez une durée de validité du lien parmi celles proposées.")
+        chosen = list(dict.fromkeys(attestation_ids))  # once each, in the order given
+        if not chosen:
+            raise ShareRefused("Choisissez au moins une attestation à partager.")
+        if len(chosen) > MAX_ATTESTATIONS:
+            raise ShareRefused(f"Un lien peut montrer au plus {MAX_ATTESTATIONS} attestations.")
+        own = set(holder.public_ids())
+        for public_id in chosen:
+            attestation = self.app.attestation(public_id) if public_id in own else None
+            if attestation is None:
+                raise ShareRefused("Vous ne pouvez partager que vos propres attestations.")
+            if attestation.status != "valid":
+                raise ShareRefused(
+                    f"L'attestation « {attestation.title} » est révoquée : elle ne peut plus "
+                    "être partagée."
+                )
+        index = self._index(holder) or HolderShares(holder.exam_center, holder.candidate_number)
+        if index.full:
+            raise ShareRefused(
+                f"Vous avez déjà créé {MAX_LINKS} liens de partage, le maximum : adressez-vous "
+                "à votre centre d'examen."
+            )
+        now = self.clock()
+        lifetime = DURATIONS[duration]
+        link = ShareLink(
+            token=new_token(),
+            exam_center=holder.exam_center,
+            candidate_number=holder.candidate_number,
+            attestation_ids=chosen,
+            created_at=now.isoformat(),
+            expires_at=(now + lifetime).isoformat() if lifetime else None,
+            links_epoch=holder.links_epoch,
+        )
+        index.add(link_id=str(link.id), at=now.isoformat())
+        self.app.save(index, link)  # one transaction: listed if and only if it exists
+        return link
+
+    def of(self, holder: Holder) -> list[ShareLink]:
+        """The candidate's links, newest first."""
+        index = self._index(holder)
+        if index is None:
+            return []
+        found = [self._link(link_id) for link_id in reversed(index.links)]
+        return [link for link in found if link is not None]
+
+    def revoke(self, holder: Holder, link_id: str) -> ShareLink | None:
+        """Ends one of the candidate's links at once; None if it is not theirs."""
+        index = self._index(holder)
+        if index is None or link_id not in index.links:
+            return None
+        link = self._link(link_id)
+        if link is None:
+            return None
+        if link.revoke(at=self.clock().isoformat(), by="holder"):
+            self.app.save(link)
+        return link
+
+    def open(self, token: str) -> Shared | None:
+        """What an active link shows, recording the opening; None for an unknown, expired or
+        revoked link (the caller tells which with ``find``)."""
+        found = self.find(token)
+        if found is None or self.state(found) != "active":
+            return None
+        link, holder = found
+        if link.open(self.clock()):
+            # Another request may have recorded this window's opening meanwhile.
+            with contextlib.suppress(IntegrityError):
+                self.app.save(link)
+        held = [self.app.attestation(public_id) for public_id in link.attestation_ids]
+        return Shared(link, holder, [a for a in held if a is not None])
+
+    def find(self, token: str) -> tuple[ShareLink, Holder] | None:
+        if not well_formed(token):
+            return None
+        link = self.app.get_optional(share_id(token), ShareLink)
+        if link is None or link.token != token:
+            return None
+        holder = self.app.holder(link.exam_center, link.candidate_number)
+        return None if holder is None else (link, holder)
+
+    def state(self, found: tuple[ShareLink, Holder]) -> str:
+        link, holder = found
+        return link.state(self.clock(), holder.links_epoch)
+
+    def _index(self, holder: Holder) -> HolderShares | None:
+        return self.app.get_optional(
+            HolderShares.create_id(holder.exam_center, holder.candidate_number), HolderShares
+        )
+
+    def _link(self, link_id: str) -> ShareLink | None:
+        try:
+            return self.app.get_optional(UUID(link_id), ShareLink)
+        except ValueError:
+            return None

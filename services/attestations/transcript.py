@@ -1,0 +1,247 @@
+"""The relevé: one PDF that gathers every attestation a candidate holds in force.
+
+Laid out with the attestation PDF's styles (pdf.py), one row per attestation: what was
+acquired, how, when the jury decided, and the attestation's own verification address (the
+relevé states nothing an attestation does not). Each attestation's credential is attached
+(``attestation-<code>-<id>.vc.jwt``, PDF 2.0 associated files) and the whole is signed
+(PAdES, a certification signature that allows no further change), so the relevé can be
+checked offline in any PDF reader and each line online at its address.
+
+Like ``pdf.build_signed_pdf``: call from a worker thread, never from a running event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from io import BytesIO
+from typing import Any
+
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.lib.units import mm
+from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate, Paragraph, Table
+from reportlab.platypus.tables import TableStyle
+
+# The attestation PDF's look, shared on purpose: one house style for both documents.
+from services.attestations.pdf import (
+    _ACCENT,
+    _INK,
+    _MARGIN,
+    _MUTED,
+    _PAGE_H,
+    _PAGE_W,
+    _PANEL,
+    _RULE,
+    _STYLES,
+    PdfContent,
+    PdfSigner,
+    _attach_credential,
+    _check_jws,
+    _markup,
+    _NumberedCanvas,
+    _winansi,
+    french_date,
+)
+
+__all__ = ["Transcript", "build_signed_transcript", "render_transcript"]
+
+MAX_ENTRIES = 128  # a candidate holds a few dozen attestations at most
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What the relevé says: the candidate, their certification, what they hold in force."""
+
+    holder_name: str
+    certification_code: str
+    certification_title: str
+    issuer_name: str
+    produced_on: date
+    entries: tuple[PdfContent, ...]  # the diploma first, if obtained; then blocs by code
+    credentials: tuple[str, ...]  # each entry's compact JWS, in the same order
+
+    def __post_init__(self) -> None:
+        if len(self.entries) != len(self.credentials):
+            raise ValueError("one credential per entry")
+        if len(self.entries) > MAX_ENTRIES:
+            raise ValueError(f"a relevé lists at most {MAX_ENTRIES} attestations")
+        for jws in self.credentials:
+            _check_jws(jws)
+
+
+_CELL = ParagraphStyle("cell", fontName="Helvetica", fontSize=8.8, leading=11, textColor=_INK)
+_CELL_HEAD = ParagraphStyle("cell_head", parent=_CELL, fontName="Helvetica-Bold", textColor=_ACCENT)
+_CELL_URL = ParagraphStyle("cell_url", parent=_CELL, fontName="Courier", fontSize=7.4, leading=9)
+
+
+def _how(entry: PdfContent) -> str:
+    what = "Obtenue" if entry.kind == "certification" else "Acquis"
+    parts = [f"{what} {entry.route}" if entry.route else what]
+    if entry.session:
+        parts.append(entry.session)
+    if entry.mention:
+        parts.append(f"mention {entry.mention}")
+    return ", ".join(parts)
+
+
+def _row(entry: PdfContent) -> list[Flowable]:
+    decided = entry.awarded_on or entry.issued_on  # attestations before 2026-12: signing date
+    url = _markup(entry.verify_url)
+    return [
+        Paragraph(f"<b>{_markup(entry.code)}</b>", _CELL),
+        Paragraph(_markup(entry.title), _CELL),
+        Paragraph(_markup(_how(entry)), _CELL),
+        Paragraph(_markup(french_date(decided)), _CELL),
+        Paragraph(f'<link href="{url}">{url}</link>', _CELL_URL),
+    ]
+
+
+def _story(t: Transcript) -> list[Flowable]:
+    story: list[Flowable] = [
+        Paragraph("Relevé des attestations", _STYLES["title"]),
+        Paragraph(_markup(f"{t.issuer_name} atteste que"), _STYLES["lead"]),
+        Paragraph(_markup(t.holder_name), _STYLES["holder"]),
+        Paragraph(
+            "détient, au "
+            f"<b>{_markup(french_date(t.produced_on))}</b>, les attestations suivantes de la "
+            f"certification professionnelle <b>{_markup(t.certification_code)}</b>\u00a0— "
+            f"{_markup(t.certification_title)}, enregistrée au Répertoire national des "
+            "certifications professionnelles (RNCP)\u00a0:",
+            _STYLES["body"],
+        ),
+    ]
+    if not t.entries:
+        story.append(Paragraph("Aucune attestation en vigueur.", _STYLES["issued"]))
+        return story
+    head = ["Code", "Intitulé", "Obtention", "Décision du jury", "Vérification"]
+    rows: list[list[Any]] = [[Paragraph(h, _CELL_HEAD) for h in head]]
+    rows += [_row(e) for e in t.entries]
+    body_w = _PAGE_W - 2 * _MARGIN
+    table = Table(
+        rows,
+        colWidths=[b * body_w for b in (0.18, 0.27, 0.19, 0.13, 0.23)],
+        repeatRows=1,  # the header again on each page
+        hAlign="LEFT",
+    )
+    table.setStyle(
+        TableStyle(
+            [
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("BACKGROUND", (0, 0), (-1, 0), _PANEL),
+                ("LINEBELOW", (0, 0), (-1, 0), 0.8, _ACCENT),
+                ("LINEBELOW", (0, 1), (-1, -1), 0.4, _RULE),
+                ("TOPPADDING", (0, 0), (-1, -1), 4),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
+            ]
+        )
+    )
+    story += [
+        Paragraph("", _STYLES["heading"]),
+        table,
+        Paragraph(
+            "Ce relevé ne remplace pas les attestations\u00a0: chacune fait foi à son adresse "
+            "de vérification, qui indique si elle est toujours valide. Ce PDF porte une "
+            "signature électronique (PAdES), que votre lecteur PDF affiche dans son panneau "
+            "«\u00a0Signatures\u00a0», et contient en pièces jointes l’attestation numérique "
+            "de chaque ligne (W3C Verifiable Credential).",
+            _STYLES["issued"],
+        ),
+    ]
+    return story
+
+
+def _decorations(t: Transcript) -> Any:
+    issuer = _winansi(t.issuer_name)
+    running = _winansi(f"Relevé des attestations — {t.holder_name}")
+    footer = _winansi(f"Relevé produit le {french_date(t.produced_on)}")
+
+    def on_page(canvas: Any, doc: Any) -> None:
+        canvas.saveState()
+        canvas.setFillColor(_ACCENT)
+        canvas.rect(0, _PAGE_H - 5 * mm, _PAGE_W, 5 * mm, stroke=0, fill=1)
+        canvas.setFillColor(_MUTED)
+        canvas.setFont("Helvetica-Bold", 8)
+        canvas.drawString(_MARGIN, _PAGE_H - 12 * mm, issuer if doc.page == 1 else running)
+        canvas.setFont("Helvetica", 8)
+        canvas.drawString(_MARGIN, 12 * mm, footer)  # "page n / N": _NumberedCanvas
+        canvas.setStrokeColor(_RULE)
+        canvas.setLineWidth(0.6)
+        canvas.line(_MARGIN, 15.5 * mm, _PAGE_W - _MARGIN, 15.5 * mm)
+        canvas.restoreState()
+
+    return on_page
+
+
+def _layout(t: Transcript) -> bytes:
+    out = BytesIO()
+    doc = BaseDocTemplate(
+        out,
+        pagesize=A4,
+        leftMargin=_MARGIN,
+        rightMargin=_MARGIN,
+        topMargin=_MARGIN,
+        bottomMargin=_MARGIN,
+        title=_winansi(f"Relevé des attestations — {t.certification_code}"),
+        author=_winansi(t.issuer_name),
+        subject=_winansi(f"{t.certification_code} — {t.holder_name}"),
+        creator="certibloc",
+        lang="fr-FR",
+    )
+    top = _PAGE_H - _MARGIN - 8 * mm
+    bottom = _MARGIN + 2 * mm
+    frame = Frame(_MARGIN, bottom, _PAGE_W - 2 * _MARGIN, top - bottom, id="body")
+    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=_decorations(t))])
+    doc.build(_story(t), canvasmaker=_NumberedCanvas)
+    return out.getvalue()
+
+
+def attachment_name(entry: PdfContent) -> str:
+    return f"attestation-{entry.code}-{entry.attestation_id}.vc.jwt"
+
+
+def _writer(t: Transcript) -> IncrementalPdfFileWriter:
+    writer = IncrementalPdfFileWriter(BytesIO(_layout(t)))
+    for entry, jws in zip(t.entries, t.credentials, strict=True):
+        _attach_credential(writer, jws, attachment_name(entry))
+    return writer
+
+
+def render_transcript(t: Transcript) -> bytes:
+    """The unsigned relevé, its credentials attached."""
+    out = BytesIO()
+    _writer(t).write(out)  # type: ignore[no-untyped-call]
+    return out.getvalue()
+
+
+def build_signed_transcript(t: Transcript, signer: PdfSigner) -> bytes:
+    """Lay out, attach every credential and sign, in one incremental update."""
+    return signer.sign_writer(_writer(t))
+
+
+def order_key(entry: PdfContent) -> tuple[bool, str]:
+    return entry.kind != "certification", entry.code
+
+
+def gather(
+    contents: Sequence[tuple[PdfContent, str]],
+    *,
+    holder_name: str,
+    certification_code: str,
+    certification_title: str,
+    issuer_name: str,
+    produced_on: date,
+) -> Transcript:
+    """A relevé of ``(content, credential)`` pairs, the diploma first, then blocs by code."""
+    ordered = sorted(contents, key=lambda pair: order_key(pair[0]))
+    return Transcript(
+        holder_name=holder_name,
+        certification_code=certification_code,
+        certification_title=certification_title,
+        issuer_name=issuer_name,
+        produced_on=produced_on,
+        entries=tuple(c for c, _ in ordered),
+        credentials=tuple(jws for _, jws in ordered),
+    )
