@@ -10,6 +10,9 @@ same URLs are printed.
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
+import re
 import sys
 import time
 import unicodedata
@@ -199,13 +202,38 @@ def wait_for_mails(directory: Path, expected: int, timeout: float) -> int:
         time.sleep(0.25)
 
 
+_SPACE_LINK = re.compile(r"https?://\S+/space\?token=[A-Za-z0-9._~%-]+")
+
+
+def space_links(mail_dir: Path) -> dict[str, str]:
+    """Each recipient's personal-space link, as the newest e-mail they were sent gives it."""
+    links: dict[str, tuple[float, str]] = {}
+    for path in mail_dir.glob("*.eml") if mail_dir.exists() else ():
+        with path.open("rb") as handle:
+            message = email.message_from_binary_file(handle, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        found = _SPACE_LINK.search(body.get_content()) if body is not None else None
+        to = str(message["To"] or "")
+        when = path.stat().st_mtime
+        if found and (to not in links or links[to][0] < when):
+            links[to] = (when, found.group(0))
+    return {to: link for to, (_, link) in links.items()}
+
+
 def print_report(found: dict[str, list[dict[str, Any]]], mail_dir: Path, mails: int) -> None:
-    names = {c.number: f"{' '.join(c.given_names)} {c.birth_name}" for c in [*COHORT, VAE]}
+    everyone = [*COHORT, VAE]
+    names = {c.number: f"{' '.join(c.given_names)} {c.birth_name}" for c in everyone}
+    emails = {c.number: c.body()["email"] for c in everyone}
+    spaces = space_links(mail_dir)
     for number, items in found.items():
         print(f"\n{names[number]} ({number}) — {len(items)} attestation(s)")
         for a in sorted(items, key=lambda a: (a["kind"] != "certification", a["code"])):
             print(f"  {a['code']:<15} {a['verify_url']}")
-    print("\nOuvrez une adresse /v/… dans un navigateur pour voir la page de vérification.")
+        space = next((link for to, link in spaces.items() if emails[number] in to), None)
+        if space:
+            print(f"  espace personnel (lien de son e-mail) : {space}")
+    print("\nOuvrez une adresse /v/… dans un navigateur pour voir la page de vérification,")
+    print("et l'espace personnel d'un candidat : relevé, liens de partage (QR code).")
     print(f"{mails} e-mail(s) aux candidats, avec leur lien de téléchargement, dans {mail_dir}/.")
     print(
         "Déclaration CPF des diplômes attribués : .venv/bin/python -m services.registry "
