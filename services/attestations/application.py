@@ -24,7 +24,7 @@ from services.attestations.domain.aggregates import (
     StatusAllocator,
     StatusList,
 )
-from services.attestations.domain.jose import SigningKey, sign
+from services.attestations.domain.jose import SigningKey, sign_credential
 from services.attestations.domain.sharing import ShareLink
 from services.attestations.identity import Issuers
 from services.runtime import centers
@@ -213,7 +213,7 @@ class AttestationsApp(ServiceApplication):
             status_list=list_number,
             status_index=index,
             kid=key.kid,
-            credential=sign(credential, key),
+            credential=sign_credential(credential, key),
             issued_at=at.isoformat(),
             awarded_on=facts.awarded_on.isoformat(),
             route=facts.route,
@@ -360,7 +360,7 @@ class AttestationsApp(ServiceApplication):
             encoded_list=vc.encode_status_list(revoked, STATUS_LIST_SIZE),
             valid_from=datetime.now(UTC),
         )
-        token = sign(credential, self.signing_key())
+        token = sign_credential(credential, self.signing_key())
         with self._status_lock:
             self._status_cache[number] = (version, token)
         return token

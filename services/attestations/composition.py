@@ -59,11 +59,13 @@ class ActiveKey:
 
 def build_attestations(settings: AttestationsSettings) -> tuple[AttestationsApp, ActiveKey]:
     load_all()  # every referential checked at start: a bad file stops the service here
-    keys = ActiveKey(KeyStore(settings.signing_keys_dir))
     base = settings.public_base_url.rstrip("/")
+    issuers = Issuers.of_service(base, settings.issuer_name)
+    # Keys are published (kid, JWK Set, DID document) as verification methods of the did:web.
+    keys = ActiveKey(KeyStore(settings.signing_keys_dir, did=issuers.did))
     app = AttestationsApp(
         env=settings.eventsourcing_env(AttestationsApp.name),
-        issuers=Issuers.of_service(base, settings.issuer_name),
+        issuers=issuers,
         links=Links(base),
         signing_key=keys,
         partitions=settings.partitions,

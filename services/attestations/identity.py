@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from contracts.referential import Certification, load_certification
 from services.attestations.domain import credential as vc
@@ -22,6 +22,19 @@ def did_web(base_url: str) -> str:
     if path:
         did += ":" + ":".join(quote(p, safe="") for p in path.split("/"))
     return did
+
+
+def did_web_document_url(did: str) -> str:
+    """Where a did:web resolver fetches the DID document (did:web method, "Read"):
+    ``did:web:example.org%3A8443`` -> ``https://example.org:8443/.well-known/did.json``;
+    ``did:web:example.org:a:b`` -> ``https://example.org/a/b/did.json``. Always https."""
+    if not did.startswith("did:web:"):
+        raise ValueError(f"not a did:web: {did!r}")
+    host, *path = did[len("did:web:") :].split(":")
+    if not host:
+        raise ValueError(f"a did:web names a host: {did!r}")
+    where = "/".join(unquote(p) for p in path) if path else ".well-known"
+    return f"https://{unquote(host)}/{where}/did.json"
 
 
 def issuer_profile(base_url: str, cert: Certification) -> vc.IssuerProfile:
@@ -62,21 +75,28 @@ def _profile(issuers: Issuers, code: str) -> vc.IssuerProfile:
 
 
 def did_document(did: str, jwks: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    """Every key, active and retired, as a JsonWebKey verification method."""
-    methods = [
-        {
-            "id": f"{did}#{key['kid']}",
-            "type": "JsonWebKey",
-            "controller": did,
-            "publicKeyJwk": {k: v for k, v in key.items() if k in ("kty", "crv", "x", "kid")},
-        }
-        for key in jwks["keys"]
-    ]
-    refs = [m["id"] for m in methods]
+    """Every key, active and retired, as a JsonWebKey verification method whose id is the kid
+    its tokens carry (``<did>#<thumbprint>``; a bare kid of the JWK Set is put under ``did``,
+    once per method)."""
+    methods: dict[str, dict[str, Any]] = {}
+    for key in jwks["keys"]:
+        kid = key["kid"]
+        method_id = kid if kid.startswith(f"{did}#") else f"{did}#{kid}"
+        jwk = {k: v for k, v in key.items() if k in ("kty", "crv", "x", "y")}
+        methods.setdefault(
+            method_id,
+            {
+                "id": method_id,
+                "type": "JsonWebKey",
+                "controller": did,
+                "publicKeyJwk": {**jwk, "kid": method_id},
+            },
+        )
+    refs = list(methods)
     return {
         "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/jwk/v1"],
         "id": did,
-        "verificationMethod": methods,
+        "verificationMethod": list(methods.values()),
         "assertionMethod": refs,
         "authentication": refs,
     }

@@ -1,10 +1,12 @@
 """Checking a credential: the same checks for the verify API, the page and the offline CLI.
 
 Checks, in order: format (a compact JWS), pades (for a PDF: signed by the service, intact,
-covering the whole file), issuer-key (its kid is one of the issuer's keys, active or retired),
-signature, schema (W3C VC 2.0 and Open Badges 3.0 JSON Schemas, vendored from the
-specifications), status (not revoked; skipped offline). Once the signature verifies, the report
-names the holder and the achievement, so whoever holds the paper can compare.
+covering the whole file), issuer-key (its kid is one of the issuer's keys, active or retired:
+the DID URL ``<did>#<thumbprint>``, or the bare thumbprint of a token signed before), signature,
+claims (``iss`` is the issuer's id, ``jti`` the credential's, the kid's DID the issuer's),
+schema (W3C VC 2.0 and Open Badges 3.0 JSON Schemas, vendored from the specifications), status
+(not revoked; skipped offline). Once the signature verifies, the report names the holder and the
+achievement, so whoever holds the paper can compare.
 """
 
 from __future__ import annotations
@@ -158,12 +160,20 @@ def check_credential(
         elif error.check == "signature":
             report.checks.append(Check("issuer-key", True, f"clé « {kid} » publiée"))
             report.checks.append(Check("signature", False, "la signature ne correspond pas"))
+        elif error.check == "claims":
+            # Signed by the issuer's key, but what the JWT says contradicts the credential.
+            report.checks.append(Check("issuer-key", True, f"clé « {kid} » publiée"))
+            report.checks.append(Check("signature", True, f"signature {header.get('alg')} valide"))
+            report.checks.append(
+                Check("claims", False, f"JWT incohérent avec le justificatif : {error.detail}")
+            )
         else:
             report.checks.append(Check("signature", False, error.detail))
         return report
     report.credential = payload
     report.checks.append(Check("issuer-key", True, f"clé « {kid} » publiée par l'émetteur"))
     report.checks.append(Check("signature", True, f"signature {header.get('alg')} valide"))
+    report.checks.append(Check("claims", True, _claims_detail(payload)))
     problems = schema_problems(payload)
     report.checks.append(
         Check(
@@ -178,6 +188,13 @@ def check_credential(
         report.status = "unchecked"
     report.valid = all(c.ok for c in report.checks)
     return report
+
+
+def _claims_detail(payload: Mapping[str, Any]) -> str:
+    present = [name for name in ("iss", "jti") if name in payload]
+    if not present:
+        return "ni « iss » ni « jti » (justificatif émis avant leur ajout)"
+    return " et ".join(f"« {name} »" for name in present) + " conformes au justificatif"
 
 
 def check_pdf(

@@ -25,21 +25,26 @@ class Attestations:
 
 
 @contextmanager
-def serve_attestations(var_dir: Path, nats_url: str, **settings: Any) -> Iterator[Attestations]:
+def serve_attestations(
+    var_dir: Path, nats_url: str, tls: Path | None = None, **settings: Any
+) -> Iterator[Attestations]:
+    """``tls``: a directory with ``tls.crt`` and ``tls.key`` (a certificate for localhost):
+    served over https, its public base URL (so its did:web) ``https://localhost:<port>``,
+    which a did:web resolver turns into ``https://localhost:<port>/.well-known/did.json``."""
     port = free_port()
     config = AttestationsSettings(
         var_dir=var_dir,
         nats_url=nats_url,
         port=port,
-        public_base_url=f"http://127.0.0.1:{port}",
+        public_base_url=f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}",
         relay_idle_seconds=0.02,
         **settings,
     )
     http = create_http_app(config)
-    served = ServedApp(http, port=port)
+    served = ServedApp(http, port=port, tls=(tls / "tls.crt", tls / "tls.key") if tls else None)
     with served:
         yield Attestations(
-            served.url,
+            config.public_base_url if tls else served.url,
             http.state.context.app,
             var_dir,
             bytes.fromhex(config.download_token_secret.get_secret_value())

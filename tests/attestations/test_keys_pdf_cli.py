@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,60 @@ async def test_pdf_is_built_once_signed_and_verifiable(
             )
         ).json()
         assert not_pdf["valid"] is False
+
+
+async def test_a_token_signed_before_did_url_kids_still_verifies(
+    services: tuple[Registry, Attestations], tmp_path: Path
+) -> None:
+    """A deployment upgraded from bare kids: its old key (a file without ``did_url_kid``) is
+    published under its DID URL and its bare kid, and a token it signed then (a bare kid, no
+    iss nor jti) passes POST /v1/verify and the offline CLI, as before."""
+    from tests.attestations.test_did_kid import LEGACY, LEGACY_KID, LEGACY_TOKEN
+
+    _, att = services
+    keys = att.var / "keys" / "attestations"
+    shutil.copy(LEGACY / f"{LEGACY_KID}.jwk", keys / f"{LEGACY_KID}.jwk")  # a retired key
+    async with httpx.AsyncClient(timeout=30) as http:
+        jwks = (await http.get(f"{att.url}/.well-known/jwks.json")).json()
+        did = (await http.get(f"{att.url}/.well-known/did.json")).json()
+        kids = [k["kid"] for k in jwks["keys"]]
+        assert f"{did['id']}#{LEGACY_KID}" in kids and LEGACY_KID in kids
+        assert f"{did['id']}#{LEGACY_KID}" in {m["id"] for m in did["verificationMethod"]}
+        report = (
+            await http.post(
+                f"{att.url}/v1/verify",
+                content=LEGACY_TOKEN,
+                headers={"content-type": "application/vc+jwt"},
+            )
+        ).json()
+        checks = {c["name"]: c["ok"] for c in report["checks"]}
+        # Signed by this deployment's old key; its id names another base URL (the fixture's),
+        # so its status is unknown here.
+        assert checks == {
+            "format": True,
+            "issuer-key": True,
+            "signature": True,
+            "claims": True,
+            "schema": True,
+            "status": False,
+        }
+        assert report["status"] == "unknown"
+    strict = {"keys": [k for k in jwks["keys"] if "#" in k["kid"]]}  # DID URL kids only
+    (tmp_path / "jwks.json").write_text(json.dumps(strict))
+    (tmp_path / "old.vc.jwt").write_text(LEGACY_TOKEN)
+    offline = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "services.attestations",
+            "verify",
+            str(tmp_path / "old.vc.jwt"),
+            "--jwks",
+            str(tmp_path / "jwks.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert offline.returncode == 0, offline.stdout + offline.stderr
+    assert "authentique" in offline.stdout

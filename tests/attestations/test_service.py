@@ -133,6 +133,14 @@ async def test_pv_to_valid_revocable_attestations(
     assert credential["credentialStatus"]["type"] == "BitstringStatusListEntry"
     did = (await http.get(f"{att.url}/.well-known/did.json")).json()
     assert did["id"] == credential["issuer"]["id"]
+    # Strict VC-JOSE-COSE: the kid is the DID URL of a verification method of the issuer's DID
+    # document, published under the same kid in the JWK Set; iss and jti for JWT verifiers.
+    kid = jwt.get_unverified_header(jws)["kid"]
+    assert kid.startswith(f"{did['id']}#")
+    method = next(m for m in did["verificationMethod"] if m["id"] == kid)
+    assert kid in did["assertionMethod"]
+    assert method["publicKeyJwk"]["x"] == next(k for k in jwks["keys"] if k["kid"] == kid)["x"]
+    assert credential["iss"] == credential["issuer"]["id"] and credential["jti"] == credential["id"]
 
     verified = (
         await http.post(
@@ -144,6 +152,7 @@ async def test_pv_to_valid_revocable_attestations(
         "format",
         "issuer-key",
         "signature",
+        "claims",
         "schema",
         "status",
     ]
@@ -201,6 +210,8 @@ async def test_pv_to_valid_revocable_attestations(
     status_url = credential["credentialStatus"]["statusListCredential"]
     status_jws = (await http.get(status_url)).text
     status_vc = independent_verify(status_jws, jwks)
+    assert jwt.get_unverified_header(status_jws)["kid"] == kid
+    assert (status_vc["iss"], status_vc["jti"]) == (did["id"], status_url)
     encoded = status_vc["credentialSubject"]["encodedList"]
     bits = gzip.decompress(base64.urlsafe_b64decode(encoded[1:] + "=" * (-len(encoded[1:]) % 4)))
     assert len(bits) * 8 >= 131072

@@ -167,6 +167,7 @@ async def test_a_pdf_verifies_as_a_pdf(
             "pades",
             "issuer-key",
             "signature",
+            "claims",
             "schema",
             "status",
         ]

@@ -26,7 +26,15 @@ from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Request
 
 from services.runtime.http import create_app
-from tests.deploy.manifests import DEPLOY, PORTS, compose_file, config_map, k8s_objects, rewrite
+from tests.deploy.manifests import (
+    DEPLOY,
+    PORTS,
+    compose_file,
+    config_map,
+    k8s_objects,
+    parse_env_file,
+    rewrite,
+)
 from tests.support.processes import ServedApp, free_port, port_open, wait_for
 
 NGINX_CONF = DEPLOY / "nginx" / "certibloc.conf"
@@ -71,6 +79,55 @@ def test_every_public_route_has_tls_and_limits() -> None:
     base = config_map("certibloc-attestations")["ATTESTATIONS_PUBLIC_BASE_URL"]
     attestations_hosts = {r["host"] for r in ingresses()["attestations-pages"]["spec"]["rules"]}
     assert attestations_hosts == {urlsplit(base).hostname}
+
+
+def test_the_did_web_document_is_served_over_tls_at_the_public_base_url() -> None:
+    """The issuer's did:web is derived from ATTESTATIONS_PUBLIC_BASE_URL; a resolver fetches
+    its document over https at the URL the did:web method gives (no redirect to follow): the
+    Ingress and the Compose proxy route it to attestations, with the operator's certificate."""
+    from services.attestations.identity import did_web, did_web_document_url
+
+    for base in (
+        config_map("certibloc-attestations")["ATTESTATIONS_PUBLIC_BASE_URL"],
+        parse_env_file(DEPLOY / "env" / "attestations.env")["ATTESTATIONS_PUBLIC_BASE_URL"],
+    ):
+        assert urlsplit(base).scheme == "https", base
+        document = urlsplit(did_web_document_url(did_web(base)))
+        assert document.hostname == urlsplit(base).hostname
+        assert document.path == "/.well-known/did.json"  # an origin: no path in the did:web
+
+        # Kubernetes: the longest matching path of the host's rules (ingress-nginx's choice).
+        routes = [
+            (path["path"], ingress)
+            for ingress in ingresses().values()
+            for rule in ingress["spec"]["rules"]
+            if rule["host"] == document.hostname
+            for path in rule["http"]["paths"]
+            if (path["pathType"] == "Prefix" and document.path.startswith(path["path"]))
+            or path["path"] == document.path
+        ]
+        _, ingress = max(routes, key=lambda route: len(route[0]))
+        assert ingress["metadata"]["name"] == "attestations-pages"
+        (backend,) = {
+            p["backend"]["service"]["name"]
+            for r in ingress["spec"]["rules"]
+            for p in r["http"]["paths"]
+            if p["path"] == "/.well-known/"
+        }
+        assert backend == "attestations"
+        assert {
+            (host, tls["secretName"]) for tls in ingress["spec"]["tls"] for host in tls["hosts"]
+        } >= {(document.hostname, "certibloc-tls")}
+        assert limit(ingress, "force-ssl-redirect") == "true"
+
+        # Compose's nginx: the server of that name listens with TLS and routes the path to
+        # attestations through a location of its own.
+        servers = re.split(r"\n(?=server \{)", NGINX_CONF.read_text())
+        (server,) = [s for s in servers if f"server_name {document.hostname};" in s]
+        assert "listen 443 ssl" in server and "ssl_certificate /etc/nginx/tls/tls.crt;" in server
+        locations = dict(re.findall(r"location ~ (\S+) \{(.*?)\n    \}", server, re.S))
+        matching = [body for regex, body in locations.items() if re.match(regex, document.path)]
+        assert matching and "proxy_pass http://certibloc_attestations;" in matching[0]
 
 
 def test_verification_posts_are_limited_tighter_than_pages() -> None:

@@ -299,17 +299,28 @@ def postgres_server(workdir: Path) -> Iterator[Postgres]:
 class ServedApp:
     """A FastAPI app served by uvicorn on a free loopback port, in a thread of this process."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(
+        self, app: Any, port: int | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """``tls``: (certificate, key) PEM files to serve https instead of http."""
         self.port = port or free_port()
+        self.tls = tls
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> ServedApp:
         self.thread.start()

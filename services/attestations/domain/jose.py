@@ -1,10 +1,17 @@
 """Securing credentials as VC-JOSE-COSE: a compact JWS whose payload is the credential itself.
 
 Issued credentials are signed with Ed25519 (``alg: EdDSA``) and the protected header
-``{"alg": "EdDSA", "typ": "vc+jwt", "cty": "vc", "kid": ...}``; there is no ``vc`` claim. The
+``{"alg": "EdDSA", "typ": "vc+jwt", "cty": "vc", "kid": ...}`` whose ``kid`` is the DID URL of
+the verification method (``did:web:…#<thumbprint>``: VC-JOSE-COSE asks for an absolute URL to a
+verification method); the payload is the credential itself (no ``vc`` claim) with the JWT claims
+``iss`` (the issuer's id) and ``jti`` (the credential's id) added by ``sign_credential``. The
 verifier also accepts the fully-specified ``Ed25519`` (RFC 9864) and ES256 on P-256 keys, as the
 W3C VC-JOSE-COSE test vectors use them. The algorithm is fixed by the issuer's key, never taken
 from the token alone.
+
+Tokens signed before the DID URL kid (a bare RFC 7638 thumbprint as ``kid``, no ``iss`` nor
+``jti``) keep verifying: a bare kid finds the key published under ``<did>#<kid>``, and the
+other way round (a saved JWK Set of bare kids checks a new token).
 
 Pure: keys come in as objects or JWK Sets, nothing is read or fetched here.
 """
@@ -32,7 +39,7 @@ TYP = "vc+jwt"
 CTY = "vc"
 SIGNING_ALG = "EdDSA"
 
-Check = Literal["signature", "issuer-key", "format"]
+Check = Literal["signature", "issuer-key", "format", "claims"]
 
 
 class _EdDSA(EdDSAAlgorithm):
@@ -93,6 +100,46 @@ class SigningKey:
             "alg": SIGNING_ALG,
             "use": "sig",
         }
+
+
+def did_of(kid: str) -> str | None:
+    """The DID of a DID URL kid (``did:web:example.org#k1`` -> ``did:web:example.org``); None for
+    a bare kid (what tokens signed before DID URL kids carry)."""
+    did, hash_sign, fragment = kid.partition("#")
+    return did if hash_sign and fragment and did.startswith("did:") else None
+
+
+def fragment_of(kid: str) -> str:
+    """What follows ``#`` in a DID URL kid, or the bare kid itself."""
+    return kid.rpartition("#")[2]
+
+
+def issuer_id(credential: Mapping[str, Any]) -> Any:
+    """The credential's issuer id (``issuer`` is a URL or an object with an ``id``)."""
+    issuer = credential.get("issuer")
+    return issuer.get("id") if isinstance(issuer, Mapping) else issuer
+
+
+def jwt_claims(credential: Mapping[str, Any]) -> dict[str, Any]:
+    """The credential with the JWT claims VC-JOSE-COSE lets a JWT verifier read first: ``iss``
+    (the issuer's id) and ``jti`` (the credential's id, when it has one)."""
+    iss = issuer_id(credential)
+    if not isinstance(iss, str) or not iss:
+        raise ValueError("a credential to sign names its issuer (issuer.id)")
+    claims = {**credential, "iss": iss}
+    if isinstance(credential.get("id"), str):
+        claims["jti"] = credential["id"]
+    return claims
+
+
+def sign_credential(credential: Mapping[str, Any], key: SigningKey) -> str:
+    """The credential secured as ``vc+jwt`` with ``iss`` and ``jti``; a DID URL kid must be a
+    verification method of the credential's issuer (ValueError otherwise)."""
+    claims = jwt_claims(credential)
+    did = did_of(key.kid)
+    if did is not None and did != claims["iss"]:
+        raise ValueError(f"key {key.kid!r} is not a verification method of {claims['iss']!r}")
+    return sign(claims, key)
 
 
 def sign(payload: dict[str, Any], key: SigningKey) -> str:
@@ -164,13 +211,49 @@ def _public_key(kty: str, crv: str, x: str, y: str | None) -> OKPKey | ECKey:
 
 
 def _find_key(jwks: Mapping[str, Any], kid: str) -> Mapping[str, Any]:
+    """The key published under ``kid``; failing that, a bare kid (a token signed before DID URL
+    kids) finds ``<did>#<kid>``, and a DID URL kid finds its bare fragment (a JWK Set saved
+    before). Which issuer a DID URL kid names is checked against the credential afterwards."""
     keys = jwks.get("keys")
     if not isinstance(keys, list):
         raise VerificationError("issuer-key", "the issuer's key set has no 'keys' list")
-    for jwk in keys:
-        if isinstance(jwk, Mapping) and jwk.get("kid") == kid:
+    candidates = [
+        jwk for jwk in keys if isinstance(jwk, Mapping) and isinstance(jwk.get("kid"), str)
+    ]
+    for jwk in candidates:
+        if jwk["kid"] == kid:
+            return jwk
+    wanted = fragment_of(kid)
+    for jwk in candidates:
+        published: str = jwk["kid"]
+        # One side bare, the other a DID URL with that fragment.
+        if (did_of(kid) is None) != (did_of(published) is None) and fragment_of(
+            published
+        ) == wanted:
             return jwk
     raise VerificationError("issuer-key", f"no key '{kid}' among the issuer's published keys")
+
+
+def check_claims(kid: str, payload: Mapping[str, Any]) -> None:
+    """VC-JOSE-COSE's bindings between the JWT and the credential it carries: ``iss`` (when
+    present) is the issuer's id, ``jti`` (when present) the credential's id, and a DID URL kid
+    is a verification method of the issuer's DID. VerificationError "claims" otherwise."""
+    issuer = issuer_id(payload)
+    if "iss" in payload and payload["iss"] != issuer:
+        raise VerificationError(
+            "claims",
+            f"claim 'iss' ({payload['iss']!r}) is not the credential's issuer ({issuer!r})",
+        )
+    if "jti" in payload and payload["jti"] != payload.get("id"):
+        raise VerificationError(
+            "claims",
+            f"claim 'jti' ({payload['jti']!r}) is not the credential's id ({payload.get('id')!r})",
+        )
+    did = did_of(kid)
+    if did is not None and did != issuer:
+        raise VerificationError(
+            "claims", f"key '{kid}' is not a verification method of the issuer ({issuer!r})"
+        )
 
 
 def verify(token: str | bytes, jwks: Mapping[str, Any]) -> dict[str, Any]:
@@ -178,7 +261,8 @@ def verify(token: str | bytes, jwks: Mapping[str, Any]) -> dict[str, Any]:
 
     ``jwks`` is a JWK Set (``{"keys": [...]}``), retired keys included. Raises
     VerificationError with ``check`` "format" (not a vc+jwt), "issuer-key" (no usable key for its
-    ``kid``) or "signature" (the signature does not verify with that key).
+    ``kid``), "signature" (the signature does not verify with that key) or "claims" (it does,
+    but ``iss``, ``jti`` or the kid's DID contradict the credential: ``check_claims``).
     """
     header = unverified_header(token)
     typ = header.get("typ")
@@ -221,8 +305,5 @@ def verify(token: str | bytes, jwks: Mapping[str, Any]) -> dict[str, Any]:
         raise VerificationError("format", "the JWS payload is not JSON") from None
     if not isinstance(payload, dict):
         raise VerificationError("format", "the JWS payload is not a credential (JSON object)")
-    issuer = payload.get("issuer")
-    issuer_id = issuer.get("id") if isinstance(issuer, dict) else issuer
-    if "iss" in payload and payload["iss"] != issuer_id:
-        raise VerificationError("format", "claim 'iss' differs from the credential's issuer")
+    check_claims(kid, payload)
     return payload
