@@ -292,18 +292,15 @@ def _shown(app: AttestationsApp, attestation: Any) -> tuple[dict[str, Any], str,
     """The JSON answer, the HTML page and the PDF's text of one attestation."""
     from types import SimpleNamespace
 
-    import jinja2
     import pypdf
 
+    from services.attestations import wording
     from services.attestations.api import views
     from services.attestations.api.routes import pdf_content
     from services.attestations.pdf import render
 
     body = views.as_json(attestation, app.links.verify(attestation.public_id))
-    templates = jinja2.Environment(
-        loader=jinja2.PackageLoader("services.attestations", "templates"), autoescape=True
-    )
-    page = views.VerificationViews(app, templates)
+    page = views.VerificationViews(app, wording.page_templates(wording.catalogues()))
     rendered = page.lookup(attestation.public_id)
     assert rendered is not None and orjson.loads(rendered.json) == body
     html = page.html(attestation.public_id, rendered, date(2026, 12, 3)).decode()
