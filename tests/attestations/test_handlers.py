@@ -527,3 +527,36 @@ def test_each_attestation_names_its_own_certifications_certifier(
         assert _payload(status)["issuer"] == {"id": app.issuers.did, "name": "Service de test"}
     finally:
         app.close()
+
+
+def test_the_candidates_preferred_language_travels_to_the_published_events(
+    app: AttestationsApp, feed: Feeder
+) -> None:
+    """Registered with preferred_language "en": the holder keeps it, and the events that drive
+    the e-mails (attestations-recorded, download-links-revoked) carry it, with each issued
+    attestation's route and session; older registrations (no field) are French."""
+    from contracts.attestations_v1 import AttestationsRecorded, DownloadLinksRevoked
+    from services.attestations.domain.aggregates import Holder
+    from services.attestations.translation import translator
+
+    feed.send(registered(A, "E0001", "Smith").model_copy(update={"preferred_language": "en"}))
+    feed.send(registered(A, "E0002", "Durand"))  # as published before 2027-01: French
+    feed.send(validated(A, "E0001"))
+    feed.send(validated(A, "E0002"))
+    app.revoke_links(A, "E0001", by="test", send_new_links=True)
+    published: dict[tuple[str, str], Any] = {}
+    for n in app.process_recorder.select_notifications(start=0, limit=1000):
+        event = app.mapper.to_domain_event(n)
+        if isinstance(event, Holder.DecisionAttested | Holder.LinksRevoked):
+            for out in translator(app.links.verify)(event):
+                published[(type(out.event).__name__, out.event.candidate_number)] = out.event
+    english = published[("AttestationsRecorded", "E0001")]
+    assert isinstance(english, AttestationsRecorded) and english.preferred_language == "en"
+    assert english.issued[0].route == "exam" and english.issued[0].session == "2026-06"
+    assert published[("AttestationsRecorded", "E0002")].preferred_language == "fr"
+    renewed = published[("DownloadLinksRevoked", "E0001")]
+    assert isinstance(renewed, DownloadLinksRevoked) and renewed.preferred_language == "en"
+    # An event published before the field existed reads as French.
+    old = english.model_dump(mode="json")
+    del old["preferred_language"]
+    assert AttestationsRecorded.model_validate(old).preferred_language == "fr"
