@@ -125,6 +125,7 @@ def test_a_holder_recorded_before_scoping_keeps_its_attestations_coming(
         access_route="formation_continue",
         certification="RNCP40705",
         exam_center_name=None,  # an event class takes every field (replays default it)
+        preferred_language="fr",
     )
     app.save(legacy)
     feed.send(registered(A, "L0001", "Durand"))  # replayed registration: nothing new
