@@ -16,12 +16,22 @@ attestation-revoked; ``links_epoch`` on attestations-recorded.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import ContractEvent
-from contracts.text import GIVEN_NAMES_MAX, Code, FreeText, Label, PersonName, Ref, Url
+from contracts.text import (
+    GIVEN_NAMES_MAX,
+    LANGUAGE_DESCRIPTION,
+    Code,
+    FreeText,
+    Label,
+    Language,
+    PersonName,
+    Ref,
+    Url,
+)
 
 
 class AttestationEvent(ContractEvent):
@@ -73,6 +83,9 @@ HELD_MAX = 256  # attestations in force for one candidate (superseded ones exclu
 LINKS_EPOCH_MAX = 1_000_000
 
 
+Session = Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")]  # "2026-06"
+
+
 class IssuedAttestation(BaseModel):
     """An attestation a decision issued."""
 
@@ -85,6 +98,14 @@ class IssuedAttestation(BaseModel):
     source_id: Ref = Field(description="The registry's validation_id or award_id.")
     replaces: Ref | None = Field(
         default=None, description="The revoked attestation of the same bloc it supersedes."
+    )
+    # Added in 2027-01 (absent before): how it was acquired, for the candidate's e-mail.
+    route: Literal["exam", "vae", "carried_over"] | None = Field(
+        default=None, description="By exam, by VAE, or by a grade carried over."
+    )
+    session: Session | None = Field(default=None, description="The session (none for a VAE).")
+    grade_session: Session | None = Field(
+        default=None, description="The earlier session of a carried-over grade."
     )
 
 
@@ -124,6 +145,7 @@ class AttestationsRecorded(AttestationEvent):
         description="The candidate's personal-links epoch: links minted for it open the "
         "issued attestations (absent before 2026-12: 0).",
     )
+    preferred_language: Language = Field(default="fr", description=LANGUAGE_DESCRIPTION)
 
 
 class HeldAttestation(BaseModel):
@@ -153,6 +175,7 @@ class DownloadLinksRevoked(AttestationEvent):
     attestations: list[HeldAttestation] = Field(
         default_factory=list, max_length=HELD_MAX, description="In force (with new links only)."
     )
+    preferred_language: Language = Field(default="fr", description=LANGUAGE_DESCRIPTION)
 
 
 EVENTS: tuple[type[AttestationEvent], ...] = (AttestationsRecorded, DownloadLinksRevoked)

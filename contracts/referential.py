@@ -7,6 +7,20 @@ ones under ``contracts/referentials/``, and a deployment's own in the directory 
 environment variable ``CERTIBLOC_REFERENTIALS_DIR`` (read here, at each look-up, so this
 package depends on nothing of the services'). Each file is ``<code>.json``; it is checked when
 loaded, and a bad one raises ``ReferentialError`` naming the file and the field.
+
+Texts are French (the official wording). A file may carry an English version of some of them,
+used for the pages, PDFs and e-mails in English (never for the signed credential, which stays
+French); what it does not translate stays French. Nothing is invented for a referential whose
+official texts exist only in French::
+
+    "translations": {"en": {
+        "title": "…", "short_title": "…",
+        "blocs": {"RNCP12345BC01": {"title": "…", "competences": ["…", "…"]}},
+        "mentions": {"bien": "…"}}}
+
+Every part is optional; a bloc named is one of the certification's, its ``competences`` (when
+given) are as many as the French ones and in the same order, a mention named is one of its
+mentions.
 """
 
 from __future__ import annotations
@@ -97,6 +111,24 @@ class Bloc(_Frozen):
     note: str | None = None
 
 
+#: The languages a referential may translate its texts into (French is the original).
+TRANSLATION_LANGUAGES = ("en",)
+
+
+class BlocTranslation(_Frozen):
+    title: str | None = None
+    competences: list[str] | None = None
+
+
+class Translation(_Frozen):
+    """A referential's texts in another language (each part optional; see the module)."""
+
+    title: str | None = None
+    short_title: str | None = None
+    blocs: dict[str, BlocTranslation] = {}
+    mentions: dict[str, str] = {}
+
+
 class Certification(_Frozen):
     code: str
     note: str | None = None  # e.g. what a test fixture says of itself
@@ -116,6 +148,7 @@ class Certification(_Frozen):
     jury_rule: str
     secondary_sources: str
     blocs: list[Bloc]
+    translations: dict[str, Translation] = {}
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -140,7 +173,57 @@ class Certification(_Frozen):
             raise ValueError("blocs: no mandatory bloc")
         if self.valid_until < self.valid_from:
             raise ValueError("valid_until: before valid_from")
+        self._check_translations()
         return self
+
+    def _check_translations(self) -> None:
+        blocs = {b.code: b for b in self.blocs}
+        mentions = {m.code for m in self.diploma_rules.mentions}
+        for lang, translation in self.translations.items():
+            where = f"translations.{lang}"
+            if lang not in TRANSLATION_LANGUAGES:
+                raise ValueError(f"{where}: not one of {', '.join(TRANSLATION_LANGUAGES)}")
+            for code, bloc in translation.blocs.items():
+                if code not in blocs:
+                    raise ValueError(f"{where}.blocs: {code!r} is not a bloc of {self.code}")
+                french = blocs[code].competences
+                if bloc.competences is not None and len(bloc.competences) != len(french):
+                    raise ValueError(
+                        f"{where}.blocs.{code}.competences: {len(bloc.competences)} "
+                        f"competences, the French text has {len(french)}"
+                    )
+            for code in translation.mentions:
+                if code not in mentions:
+                    raise ValueError(f"{where}.mentions: {code!r} is not a mention")
+
+    # The texts in a language: its translation where the file gives one, else French.
+
+    def title_in(self, lang: str) -> str:
+        translation = self.translations.get(lang)
+        return (translation.title if translation else None) or self.title
+
+    def bloc_title_in(self, code: str, lang: str) -> str | None:
+        bloc = self.bloc(code)
+        if bloc is None:
+            return None
+        translation = self.translations.get(lang)
+        found = translation.blocs.get(code) if translation else None
+        return (found.title if found else None) or bloc.title
+
+    def competences_in(self, code: str, lang: str) -> list[str]:
+        bloc = self.bloc(code)
+        if bloc is None:
+            return []
+        translation = self.translations.get(lang)
+        found = translation.blocs.get(code) if translation else None
+        return list((found.competences if found else None) or bloc.competences)
+
+    def mention_label_in(self, code: str, lang: str) -> str | None:
+        """The mention's label in ``lang`` (French if untranslated), None if no such mention."""
+        translation = self.translations.get(lang)
+        if translation and code in translation.mentions:
+            return translation.mentions[code]
+        return next((m.label for m in self.diploma_rules.mentions if m.code == code), None)
 
     @cached_property
     def _by_code(self) -> dict[str, Bloc]:

@@ -30,7 +30,17 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import ContractEvent
-from contracts.text import GIVEN_NAMES_MAX, Code, Email, FreeText, Label, PersonName, Ref
+from contracts.text import (
+    GIVEN_NAMES_MAX,
+    LANGUAGE_DESCRIPTION,
+    Code,
+    Email,
+    FreeText,
+    Label,
+    Language,
+    PersonName,
+    Ref,
+)
 
 DecimalString = str
 DECIMAL_PATTERN = r"^(20(\.0{1,2})?|1?[0-9](\.[0-9]{1,2})?)$"
@@ -99,6 +109,8 @@ class CandidateRegistered(RegistryEvent):
         description="Name of the registering exam center, when show_exam_center (absent "
         "before 2026-12).",
     )
+    # Added in 2027-01 (optional: events published before lack it).
+    preferred_language: Language = Field(default="fr", description=LANGUAGE_DESCRIPTION)
 
 
 class BlocGraded(RegistryEvent):

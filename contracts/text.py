@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
@@ -227,6 +227,14 @@ Code = Annotated[
 # A stable id (a UUID, a deliberation or decision id): ASCII, no white space.
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
 # Short single-line text that is not a name: a title from the referential, a mention code.
+#: The languages a candidate is written to in (e-mails, the pages their links open): French by
+#: default, English on request.
+Language = Literal["fr", "en"]
+LANGUAGE_DESCRIPTION = (
+    "The candidate's preferred language for e-mails and the pages they link to: fr (default) "
+    "or en (absent before 2027-01: fr)."
+)
+
 Label = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_checked_line)]
 Url = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_checked_line)]
 

@@ -97,6 +97,7 @@ class AttestationsApp(ServiceApplication):
             access_route=data.access_route,
             certification=data.certification,
             exam_center_name=data.exam_center_name if data.show_exam_center else None,
+            preferred_language=data.preferred_language,
         )
         self.stage(unit, holder)
 
@@ -239,6 +240,10 @@ class AttestationsApp(ServiceApplication):
                 "title": achievement.title,
                 "source_id": source_id,
                 "replaces": replaces,
+                # For the candidate's e-mail (since 2027-01).
+                "route": facts.route,
+                "session": facts.session,
+                "grade_session": facts.grade_session,
             }
         )
 

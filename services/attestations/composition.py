@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.templating import Jinja2Templates
 from prometheus_client import Counter
 
 from contracts.referential import load_all
 from contracts.subjects import durable_of
+from services.attestations import wording
 from services.attestations.api.routes import Context, router
 from services.attestations.api.shares import router as shares_router
 from services.attestations.api.space import router as space_router
@@ -115,12 +115,13 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
         metrics=metrics,
     )
     secret = settings.download_token_secret
-    templates = Jinja2Templates(directory=str(_templates_dir()))
-    # The pages' stylesheet, served by the service (their CSP allows no inline style).
-    templates.env.globals["static_url"] = install_static(http, _templates_dir().parent / "static")
+    # The pages' stylesheet, served by the service (their CSP allows no inline style); the
+    # pages in French or English, from the catalogues read here, once.
+    static_url = install_static(http, _templates_dir().parent / "static")
+    pages = wording.page_templates(wording.catalogues(), static_url)
     http.state.context = Context(
         app=app,
-        templates=templates,
+        pages=pages,
         jwks=keys.jwks,
         pdf_signer=pdf_signer,
         pdf_cache=settings.pdf_cache_dir,

@@ -1,4 +1,7 @@
-"""The candidate's attestation as a PDF: French, A4, signed (PAdES) and carrying its credential.
+"""The candidate's attestation as a PDF: A4, signed (PAdES) and carrying its credential; French,
+or English when drawn with English ``Texts`` (``texts=``, from the service's catalogues: the
+msgids are the French texts below; ``/Lang`` says which). The drawing helpers take ``texts``
+as their last, optional parameter (None: French), so other documents reuse them as they are.
 
 ``render`` lays the page out with reportlab (built-in Helvetica, WinAnsi: French accents,
 « », œ and ’ are covered), draws the verification URL as text and as a QR code (segno, with a
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import re
 import tempfile
@@ -65,6 +69,8 @@ from reportlab.platypus import (
     PageTemplate,
     Paragraph,
 )
+
+from services.runtime.i18n import N_, Texts, french
 
 __all__ = [
     "ATTACHMENT_MIME_TYPE",
@@ -241,15 +247,16 @@ _STYLES = {
     ),
 }
 
+# msgids (translated when drawn): French is the source language.
 _TITLES = {
-    "bloc": "Attestation de bloc de compétences",
-    "certification": "Attestation de certification",
+    "bloc": N_("Attestation de bloc de compétences"),
+    "certification": N_("Attestation de certification"),
 }
 _ACQUIRED = {
-    "bloc": "a acquis les compétences du bloc",
-    "certification": "a obtenu la certification professionnelle",
+    "bloc": N_("a acquis les compétences du bloc"),
+    "certification": N_("a obtenu la certification professionnelle"),
 }
-_HOW_TO_VERIFY = (
+_HOW_TO_VERIFY = N_(
     "<b>Comment vérifier\u00a0?</b> Scannez le QR code ou saisissez l’adresse ci-dessus dans un "
     "navigateur\u00a0: la page indique si l’attestation est valide, révoquée ou inconnue, ce "
     "qu’elle certifie, par qui et quand. Ce PDF porte une signature électronique (PAdES) que "
@@ -286,38 +293,52 @@ def draw_qr(canvas: Canvas, matrix: tuple[bytearray, ...], x: float, y: float, s
     canvas.restoreState()
 
 
-def _story(content: PdfContent) -> list[Flowable]:
+def _story(content: PdfContent, texts: Texts | None = None) -> list[Flowable]:
+    t = texts or french()
+    _ = t.gettext
     story: list[Flowable] = [
-        Paragraph(_markup(_TITLES[content.kind]), _STYLES["title"]),
-        Paragraph(_markup(f"{content.issuer_name} atteste que"), _STYLES["lead"]),
+        Paragraph(_markup(_(_TITLES[content.kind])), _STYLES["title"]),
+        Paragraph(
+            _markup(_("%(issuer)s atteste que") % {"issuer": content.issuer_name}),
+            _STYLES["lead"],
+        ),
         Paragraph(_markup(content.holder_name), _STYLES["holder"]),
-        Paragraph(_markup(_ACQUIRED[content.kind]), _STYLES["body"]),
+        Paragraph(_markup(_(_ACQUIRED[content.kind])), _STYLES["body"]),
         Paragraph(f"{_markup(content.code)}\u00a0— {_markup(content.title)}", _STYLES["subject"]),
     ]
     if content.kind == "bloc":
         story.append(
             Paragraph(
-                "de la certification professionnelle "
-                f"<b>{_markup(content.certification_code)}</b>\u00a0— "
-                f"{_markup(content.certification_title)}, enregistrée au Répertoire national "
-                "des certifications professionnelles (RNCP).",
+                _(
+                    "de la certification professionnelle <b>%(code)s</b>\u00a0— %(title)s, "
+                    "enregistrée au Répertoire national des certifications professionnelles "
+                    "(RNCP)."
+                )
+                % {
+                    "code": _markup(content.certification_code),
+                    "title": _markup(content.certification_title),
+                },
                 _STYLES["body"],
             )
         )
     else:
         story.append(
             Paragraph(
-                "enregistrée au Répertoire national des certifications professionnelles (RNCP).",
+                _("enregistrée au Répertoire national des certifications professionnelles (RNCP)."),
                 _STYLES["body"],
             )
         )
     if content.competences:
-        label = "Compétences attestées" if content.kind == "bloc" else "Compétences certifiées"
+        label = (
+            _("Compétences attestées") if content.kind == "bloc" else _("Compétences certifiées")
+        )
         items: list[Any] = [  # reportlab's stubs don't know ListFlowable takes ListItems
             ListItem(Paragraph(_markup(c), _STYLES["item"]), spaceAfter=3)
             for c in content.competences
         ]
-        story.append(Paragraph(f"{label}\u00a0:", _STYLES["heading"]))  # keepWithNext
+        story.append(  # keepWithNext
+            Paragraph(_markup(_("%(label)s\u00a0:") % {"label": label}), _STYLES["heading"])
+        )
         story.append(
             ListFlowable(
                 items,
@@ -330,54 +351,68 @@ def _story(content: PdfContent) -> list[Flowable]:
                 bulletOffsetY=-1,
             )
         )
+    issuer = f"<b>{_markup(content.issuer_name)}</b>"
     if content.awarded_on is None:  # issued before 2026-12: only the signing date is known
         story.append(
             Paragraph(
-                f"Délivrée par <b>{_markup(content.issuer_name)}</b> le "
-                f"<b>{_markup(french_date(content.issued_on))}</b>.",
+                _("Délivrée par %(issuer)s le %(day)s.")
+                % {"issuer": issuer, "day": f"<b>{_markup(t.date(content.issued_on))}</b>"},
                 _STYLES["issued"],
             )
         )
         return story
-    story.append(Paragraph(_decision_sentence(content), _STYLES["issued"]))
+    story.append(Paragraph(_decision_sentence(content, t), _STYLES["issued"]))
     story.append(
         Paragraph(
-            f"Délivrée par <b>{_markup(content.issuer_name)}</b> sur décision du jury du "
-            f"<b>{_markup(french_date(content.awarded_on))}</b>.",
+            _("Délivrée par %(issuer)s sur décision du jury du %(day)s.")
+            % {"issuer": issuer, "day": f"<b>{_markup(t.date(content.awarded_on))}</b>"},
             _STYLES["body"],
         )
     )
     if content.exam_center:
         story.append(
-            Paragraph(f"Centre d'examen\u00a0: {_markup(content.exam_center)}.", _STYLES["body"])
+            Paragraph(
+                _markup(_("Centre d'examen\u00a0: %(center)s.") % {"center": content.exam_center}),
+                _STYLES["body"],
+            )
         )
-    signed = french_date(content.issued_on)
+    signed = t.date(content.issued_on)
     story.append(
-        Paragraph(f"Attestation signée électroniquement le {_markup(signed)}.", _STYLES["body"])
+        Paragraph(
+            _markup(_("Attestation signée électroniquement le %(day)s.") % {"day": signed}),
+            _STYLES["body"],
+        )
     )
     return story
 
 
-def _decision_sentence(content: PdfContent) -> str:
+def _decision_sentence(content: PdfContent, texts: Texts | None = None) -> str:
     """The decision's facts known: "Bloc de compétences acquis par examen, session de juin
     2026." / "Certification obtenue par examen, session de juin 2026, mention Bien"."""
-    what = "Bloc de compétences acquis" if content.kind == "bloc" else "Certification obtenue"
-    parts = [f"{what} {_markup(content.route)}" if content.route else what]
+    _ = (texts or french()).gettext
+    what = _("Bloc de compétences acquis") if content.kind == "bloc" else _("Certification obtenue")
+    parts = [f"{_markup(what)} {_markup(content.route)}" if content.route else _markup(what)]
     if content.session:
         parts.append(_markup(content.session))
     if content.mention:
-        parts.append(f"mention <b>{_markup(content.mention)}</b>")
+        parts.append(_("mention %(mention)s") % {"mention": f"<b>{_markup(content.mention)}</b>"})
     return ", ".join(parts) + "."
 
 
-def _page_decorations(content: PdfContent) -> tuple[Callable[..., None], Callable[..., None]]:
+def _page_decorations(
+    content: PdfContent, texts: Texts | None = None
+) -> tuple[Callable[..., None], Callable[..., None]]:
+    _ = (texts or french()).gettext
     issuer = _winansi(content.issuer_name)
-    running = _winansi(f"{_TITLES[content.kind]} — {content.holder_name} (suite)")
-    footer = _winansi(f"Attestation n° {content.attestation_id}")
+    running = _winansi(
+        _("%(title)s — %(holder)s (suite)")
+        % {"title": _(_TITLES[content.kind]), "holder": content.holder_name}
+    )
+    footer = _winansi(_("Attestation n° %(id)s") % {"id": content.attestation_id})
     matrix = segno.make(content.verify_url, error="m", mask=QR_MASK, micro=False).matrix
     url = Paragraph(_markup(content.verify_url), _STYLES["box_url"])
-    how = Paragraph(_HOW_TO_VERIFY, _STYLES["box_text"])
-    box_title = Paragraph("Vérifier cette attestation", _STYLES["box_title"])
+    how = Paragraph(_winansi(_(_HOW_TO_VERIFY)), _STYLES["box_text"])
+    box_title = Paragraph(_markup(_("Vérifier cette attestation")), _STYLES["box_title"])
 
     def common(canvas: Canvas, doc: Any) -> None:
         canvas.saveState()
@@ -418,9 +453,12 @@ def _page_decorations(content: PdfContent) -> tuple[Callable[..., None], Callabl
 class _NumberedCanvas(Canvas):
     """Defers each page's output so the footer can say "page n / N"."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, page_label: str = "page %(n)d / %(total)d", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._pages: list[dict[str, Any]] = []
+        self.page_label = page_label  # translated by _layout
 
     def showPage(self) -> None:  # noqa: N802  # reportlab's name
         self._pages.append(dict(self.__dict__))
@@ -433,14 +471,17 @@ class _NumberedCanvas(Canvas):
             self.setFillColor(_MUTED)
             self.setFont("Helvetica", 8)
             self.drawRightString(
-                _PAGE_W - _MARGIN, 12 * mm, f"page {self.getPageNumber()} / {total}"
+                _PAGE_W - _MARGIN,
+                12 * mm,
+                _winansi(self.page_label % {"n": self.getPageNumber(), "total": total}),
             )
             super().showPage()
         super().save()
 
 
-def _layout(content: PdfContent) -> bytes:
+def _layout(content: PdfContent, texts: Texts | None = None) -> bytes:
     """The pages alone (reportlab), without attachment or signature."""
+    t = texts or french()
     out = BytesIO()
     doc = BaseDocTemplate(
         out,
@@ -449,17 +490,17 @@ def _layout(content: PdfContent) -> bytes:
         rightMargin=_MARGIN,
         topMargin=_MARGIN,
         bottomMargin=_MARGIN,
-        title=_winansi(f"{_TITLES[content.kind]} — {content.code}"),
+        title=_winansi(f"{t.gettext(_TITLES[content.kind])} — {content.code}"),
         author=_winansi(content.issuer_name),
         subject=_winansi(f"{content.code} — {content.title} — {content.holder_name}"),
         creator="certibloc",
-        lang="fr-FR",
+        lang=t.tag,  # the document's /Lang
     )
     body_w = _PAGE_W - 2 * _MARGIN
     top = _PAGE_H - _MARGIN - _HEADER_H + 8 * mm
     first_bottom = _MARGIN + _VERIFY_H + 6 * mm
     later_bottom = _MARGIN + _FOOTER_H - 4 * mm
-    first_page, later_page = _page_decorations(content)
+    first_page, later_page = _page_decorations(content, t)
     doc.addPageTemplates(
         [
             PageTemplate(
@@ -475,7 +516,8 @@ def _layout(content: PdfContent) -> bytes:
             ),
         ]
     )
-    doc.build(_story(content), canvasmaker=_NumberedCanvas)
+    numbered = functools.partial(_NumberedCanvas, page_label=t.gettext("page %(n)d / %(total)d"))
+    doc.build(_story(content, t), canvasmaker=numbered)
     return out.getvalue()
 
 
@@ -507,20 +549,22 @@ def _check_jws(credential_jws: str) -> None:
         raise ValueError("credential_jws must be a compact JWS (three base64url parts)")
 
 
-def render(content: PdfContent, credential_jws: str) -> bytes:
-    """The unsigned attestation PDF, with the credential attached."""
+def render(content: PdfContent, credential_jws: str, texts: Texts | None = None) -> bytes:
+    """The unsigned attestation PDF, with the credential attached (``texts``: its language)."""
     _check_jws(credential_jws)
-    writer = IncrementalPdfFileWriter(BytesIO(_layout(content)))
+    writer = IncrementalPdfFileWriter(BytesIO(_layout(content, texts)))
     _attach_credential(writer, credential_jws)
     out = BytesIO()
     writer.write(out)  # type: ignore[no-untyped-call]
     return out.getvalue()
 
 
-def build_signed_pdf(content: PdfContent, credential_jws: str, signer: PdfSigner) -> bytes:
+def build_signed_pdf(
+    content: PdfContent, credential_jws: str, signer: PdfSigner, texts: Texts | None = None
+) -> bytes:
     """Render, attach the credential and sign, the attachment and signature in one update."""
     _check_jws(credential_jws)
-    writer = IncrementalPdfFileWriter(BytesIO(_layout(content)))
+    writer = IncrementalPdfFileWriter(BytesIO(_layout(content, texts)))
     _attach_credential(writer, credential_jws)
     return signer.sign_writer(writer)
 

@@ -46,6 +46,9 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
                     verify_url,
                     source_id=a["source_id"],
                     replaces=a.get("replaces"),
+                    route=a.get("route"),  # recorded since 2027-01
+                    session=a.get("session"),
+                    grade_session=a.get("grade_session"),
                 )
                 for a in e.issued
             ],
@@ -54,6 +57,7 @@ def translator(verify_url: Callable[[str], str]) -> Callable[[object], Sequence[
             ],
             recorded_at=datetime.fromisoformat(e.at),
             links_epoch=getattr(e, "links_epoch", 0),
+            preferred_language=getattr(e, "preferred_language", "fr"),
         )
         key = candidate_key(e.exam_center, e.candidate_number)
         return [Outgoing(recorded, recorded.event_type(), e.candidate_number, key)]
@@ -88,6 +92,7 @@ def _links_revoked(e: Any, verify_url: Callable[[str], str]) -> Sequence[Outgoin
         revoked_at=datetime.fromisoformat(e.at),
         send_new_links=e.send_new_links,
         attestations=[_about(v1.HeldAttestation, a, verify_url) for a in e.valid],
+        preferred_language=getattr(e, "preferred_language", "fr"),
     )
     key = candidate_key(e.exam_center, e.candidate_number)
     return [Outgoing(revoked, revoked.event_type(), e.candidate_number, key)]

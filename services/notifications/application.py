@@ -103,10 +103,15 @@ class NotificationsApp(ServiceApplication):
         decision_key = _decision_key(data)
         mail = _mail_header(recipient, data.certification, data.certification_title)
         mail["decided_on"] = data.decided_on.isoformat()
+        mail["language"] = data.preferred_language  # the candidate's, chosen at registration
         ids = _ids(data)
         if data.issued:
             mail["links_epoch"] = data.links_epoch
-            items = [_with_links(a) for a in _in_order(data.issued)]
+            items = [
+                {**_with_links(a), "route": a.route, "session": a.session}
+                | ({"grade_session": a.grade_session} if a.grade_session else {})
+                for a in _in_order(data.issued)
+            ]
             key = f"mail:{decision_key}:issued"
             self._queue_mail(unit, recipient, key, "issued", mail, items, data.decision_id, ids)
         if data.revoked:
@@ -151,6 +156,7 @@ class NotificationsApp(ServiceApplication):
         recipient = self._recipient_of(unit, data.exam_center, data.candidate_number)
         mail = _mail_header(recipient, data.certification, data.certification_title)
         mail["links_epoch"] = data.links_epoch
+        mail["language"] = data.preferred_language
         held = sorted(data.attestations, key=lambda a: (a.kind == "certification", a.code))
         items = [_with_links(a) for a in held][: email.ITEMS_MAX]
         about = f"links\n{data.links_epoch}\n{data.exam_center}\n{data.candidate_number}"

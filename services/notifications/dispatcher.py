@@ -418,6 +418,9 @@ class Dispatcher:
                         download_url=download_url,
                         credential_url=credential_url,
                         reason=item.get("reason"),
+                        route=item.get("route"),  # queued since 2027-01
+                        session=item.get("session"),
+                        grade_session=item.get("grade_session"),
                     )
                 )
             items = tuple(listed)
@@ -460,6 +463,7 @@ class Dispatcher:
             domain=self.app.mail_domain,
             links_expire_on=date.fromisoformat(expire_on) if expire_on else None,
             space_url=space_url,
+            language=payload.get("language") or "fr",  # queued before 2027-01: French
         )
 
     @contextlib.contextmanager

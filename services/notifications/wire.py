@@ -208,6 +208,7 @@ def attestation_mail_bytes(
     boundary: str,
     text: str,
     html: str,
+    language: str = "fr",
 ) -> WireMail | None:
     """The multipart/alternative message ``compose()`` builds, written directly; None when an
     input needs the stdlib's care (see the module docstring)."""
@@ -224,7 +225,7 @@ def attestation_mail_bytes(
         "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
         f"{key_line}MIME-Version: 1.0\r\n"
         f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
-        "Content-Language: fr\r\n\r\n"
+        f"Content-Language: {language}\r\n\r\n"
         f"--{boundary}\r\n"
         f"{_qp_part('text/plain', text, mime_version=False)}\r\n"
         f"--{boundary}\r\n"

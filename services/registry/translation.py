@@ -106,6 +106,7 @@ def _registered(e: Any) -> v1.CandidateRegistered:
         # Registrations recorded before 2026-12 lack them.
         show_exam_center=getattr(e, "show_exam_center", False),
         exam_center_name=getattr(e, "exam_center_name", None),
+        preferred_language=getattr(e, "preferred_language", "fr"),  # since 2027-01
     )
 
 

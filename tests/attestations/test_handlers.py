@@ -125,6 +125,7 @@ def test_a_holder_recorded_before_scoping_keeps_its_attestations_coming(
         access_route="formation_continue",
         certification="RNCP40705",
         exam_center_name=None,  # an event class takes every field (replays default it)
+        preferred_language="fr",
     )
     app.save(legacy)
     feed.send(registered(A, "L0001", "Durand"))  # replayed registration: nothing new
@@ -292,18 +293,15 @@ def _shown(app: AttestationsApp, attestation: Any) -> tuple[dict[str, Any], str,
     """The JSON answer, the HTML page and the PDF's text of one attestation."""
     from types import SimpleNamespace
 
-    import jinja2
     import pypdf
 
+    from services.attestations import wording
     from services.attestations.api import views
     from services.attestations.api.routes import pdf_content
     from services.attestations.pdf import render
 
     body = views.as_json(attestation, app.links.verify(attestation.public_id))
-    templates = jinja2.Environment(
-        loader=jinja2.PackageLoader("services.attestations", "templates"), autoescape=True
-    )
-    page = views.VerificationViews(app, templates)
+    page = views.VerificationViews(app, wording.page_templates(wording.catalogues()))
     rendered = page.lookup(attestation.public_id)
     assert rendered is not None and orjson.loads(rendered.json) == body
     html = page.html(attestation.public_id, rendered, date(2026, 12, 3)).decode()
@@ -530,3 +528,36 @@ def test_each_attestation_names_its_own_certifications_certifier(
         assert _payload(status)["issuer"] == {"id": app.issuers.did, "name": "Service de test"}
     finally:
         app.close()
+
+
+def test_the_candidates_preferred_language_travels_to_the_published_events(
+    app: AttestationsApp, feed: Feeder
+) -> None:
+    """Registered with preferred_language "en": the holder keeps it, and the events that drive
+    the e-mails (attestations-recorded, download-links-revoked) carry it, with each issued
+    attestation's route and session; older registrations (no field) are French."""
+    from contracts.attestations_v1 import AttestationsRecorded, DownloadLinksRevoked
+    from services.attestations.domain.aggregates import Holder
+    from services.attestations.translation import translator
+
+    feed.send(registered(A, "E0001", "Smith").model_copy(update={"preferred_language": "en"}))
+    feed.send(registered(A, "E0002", "Durand"))  # as published before 2027-01: French
+    feed.send(validated(A, "E0001"))
+    feed.send(validated(A, "E0002"))
+    app.revoke_links(A, "E0001", by="test", send_new_links=True)
+    published: dict[tuple[str, str], Any] = {}
+    for n in app.process_recorder.select_notifications(start=0, limit=1000):
+        event = app.mapper.to_domain_event(n)
+        if isinstance(event, Holder.DecisionAttested | Holder.LinksRevoked):
+            for out in translator(app.links.verify)(event):
+                published[(type(out.event).__name__, out.event.candidate_number)] = out.event
+    english = published[("AttestationsRecorded", "E0001")]
+    assert isinstance(english, AttestationsRecorded) and english.preferred_language == "en"
+    assert english.issued[0].route == "exam" and english.issued[0].session == "2026-06"
+    assert published[("AttestationsRecorded", "E0002")].preferred_language == "fr"
+    renewed = published[("DownloadLinksRevoked", "E0001")]
+    assert isinstance(renewed, DownloadLinksRevoked) and renewed.preferred_language == "en"
+    # An event published before the field existed reads as French.
+    old = english.model_dump(mode="json")
+    del old["preferred_language"]
+    assert AttestationsRecorded.model_validate(old).preferred_language == "fr"

@@ -775,3 +775,48 @@ def test_the_personal_space_link_when_there_is_one(templates: jinja2.Environment
     assert f'<a href="{space}"' in html and "ouvrir mon espace personnel" in html
     without = parts(compose(THIRTEEN, templates))[0]
     assert "espace personnel" not in without
+
+
+# --- languages -----------------------------------------------------------------------------
+
+
+def test_an_english_candidate_gets_the_mail_in_english_with_links_that_open_in_english(
+    templates: jinja2.Environment,
+) -> None:
+    item = replace(BLOCS[0], route="exam", session="2026-06")
+    english = replace(ISSUED, items=(item,), language="en")
+    message = compose(english, templates)
+    assert message["Content-Language"] == "en"
+    subject = message["Subject"]
+    assert subject.startswith("Your attestation: block of competences “")
+    text, html = parts(message)
+    assert text.startswith("Hello Léa Martin,\n")
+    assert "Following the jury's decision of 3 July 2026, you are issued an attestation" in text
+    assert "June 2026 session, by examination" in text
+    assert "Kind regards," in text and "Cordialement" not in text
+    assert f"{item.verify_url}?lang=en" in text
+    assert f"{item.download_url}&lang=en" in text  # the PDF opens in English too
+    assert '<html lang="en">' in html and "Your attestation is available" in html
+    assert "Following the jury's decision of 3 July 2026" in html_text(html)
+    # The wire form says the same.
+    wire = render(english, templates)
+    data = wire.data if isinstance(wire, WireMail) else bytes(wire)
+    assert b"Content-Language: en\r\n" in data
+
+
+def test_a_french_candidate_gets_the_mail_in_french_with_the_session_and_route(
+    templates: jinja2.Environment,
+) -> None:
+    item = replace(BLOCS[0], route="carried_over", session="2026-06", grade_session="2025-04")
+    message = compose(replace(ISSUED, items=(item,)), templates)
+    assert message["Content-Language"] == "fr"
+    assert message["Subject"].startswith("Votre attestation\u00a0: bloc de compétences")
+    text, html = parts(message)
+    assert text.startswith("Bonjour Léa Martin,\n")
+    assert "À la suite de la décision du jury du 3 juillet 2026" in text
+    assert (
+        "Session de juin 2026, par report d'une note obtenue à une session antérieure "
+        "(session d'avril 2025)" in text
+    )
+    assert "lang=" not in text and "Hello" not in text
+    assert '<html lang="fr">' in html

@@ -233,3 +233,25 @@ async def test_bad_vae_decisions_and_corrections(
     )
     assert other_center.status_code == 404
     assert seeded.notification_count() == before
+
+
+async def test_preferred_language_other_than_fr_or_en_is_refused(
+    client: httpx.AsyncClient, registry: Registry
+) -> None:
+    for bad in ("de", "EN", "", 1, None):
+        r = await client.post(
+            "/v1/candidates",
+            json=candidate("P1", preferred_language=bad),
+            headers=registry.auth(),
+        )
+        assert r.status_code == 422, (bad, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        (error,) = r.json()["errors"]
+        assert error["field"] == "preferred_language"
+        assert "« fr »" in error["reason"] and "« en »" in error["reason"]
+    # Nothing was recorded: the number is free.
+    assert (await client.get("/v1/candidates/P1", headers=registry.auth())).status_code == 404
+    ok = await client.post(
+        "/v1/candidates", json=candidate("P1", preferred_language="en"), headers=registry.auth()
+    )
+    assert ok.status_code == 201, ok.text

@@ -28,7 +28,7 @@ from services.attestations.pdf import (
 )
 from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
 from services.attestations.verification import check_credential, check_pdf
-from services.runtime import tokens
+from services.runtime import i18n, tokens
 from services.runtime.auth import MISSING, bearer_center
 from services.runtime.problems import (
     Conflict,
@@ -48,7 +48,7 @@ class Context:
     def __init__(
         self,
         app: AttestationsApp,
-        templates: Jinja2Templates,
+        pages: i18n.Templates,
         jwks: Any,
         pdf_signer: PdfSigner,
         pdf_cache: FilePath,
@@ -56,13 +56,44 @@ class Context:
         pdf_cipher: CacheCipher | None = None,
     ) -> None:
         self.app = app
-        self.templates = templates
+        # The pages, one Jinja2 environment per language (render with page(), below);
+        # ``templates`` is the French one, for a page not converted yet.
+        self.pages = pages
+        self.templates = Jinja2Templates(env=pages.env(i18n.DEFAULT))
         self.jwks = jwks  # callable returning the current JWKS
         self.pdf_signer = pdf_signer
         self.pdf_cache = pdf_cache
         self.download_secret = download_secret
         self.pdf_cipher = pdf_cipher  # the cached PDFs name their holder: encrypted on disk
-        self.views = views.VerificationViews(app, templates.env)
+        self.views = views.VerificationViews(app, pages)
+
+    def texts(self, lang: str) -> i18n.Texts:
+        return self.pages.catalogues.texts(lang)
+
+    def page(
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Any],
+        *,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        keep: tuple[str, ...] | None = None,
+    ) -> Response:
+        """The page ``name`` in the request's language (``?lang=``, else Accept-Language,
+        else French), with its language switch (``languages``; the other query parameters
+        kept, or only those in ``keep``) and ``Content-Language``/``Vary`` headers. The
+        template's context also has ``lang`` and the ``date`` filter (``i18n.Templates``)."""
+        lang = i18n.language_of(request)
+        body = self.pages.render(
+            lang, name, languages=i18n.language_links(request, lang, keep), **context
+        )
+        out = dict(headers or {})
+        vary = [v.strip() for v in out.pop("Vary", "").split(",") if v.strip()]
+        out.update(i18n.response_headers(lang, vary))
+        return Response(
+            body, status_code=status_code, media_type="text/html; charset=utf-8", headers=out
+        )
 
 
 async def ctx(request: Request) -> Context:
@@ -71,6 +102,16 @@ async def ctx(request: Request) -> Context:
 
 
 Ctx = Annotated[Context, Depends(ctx)]
+
+
+Lang = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        description="Langue de la page ou du PDF : fr (par défaut) ou en ; sans elle, "
+        "l'en-tête Accept-Language décide. Une autre valeur est ignorée.",
+    ),
+]
 
 
 def _wants_json(request: Request) -> bool:
@@ -84,7 +125,9 @@ def _wants_json(request: Request) -> bool:
     summary="Vérifier une attestation (HTML, ou JSON avec Accept: application/json)",
     response_model=None,
 )
-async def verification(attestation_id: str, request: Request, c: Ctx) -> Response:
+async def verification(
+    attestation_id: str, request: Request, c: Ctx, lang: Lang = None
+) -> Response:
     if c.app.local_reads:
         # An SQLite lookup is an in-process B-tree read of microseconds: cheaper in the event
         # loop than a hop to the thread pool. Network stores go to a thread.
@@ -97,10 +140,12 @@ async def verification(attestation_id: str, request: Request, c: Ctx) -> Respons
             raise NotFound("Aucune attestation ne correspond à cet identifiant.")
         return Response(rendered.json, media_type="application/json", headers=headers)
     if rendered is None:
-        return c.templates.TemplateResponse(
-            request, "unknown.html", {}, status_code=404, headers={"Vary": "Accept"}
-        )
-    page = c.views.html(attestation_id, rendered, date.today())
+        return c.page(request, "unknown.html", {}, status_code=404, headers={"Vary": "Accept"})
+    # The JSON above stays French (what the signed credential says); the page is worded in
+    # the reader's language.
+    language = i18n.language_of(request)
+    page = c.views.html(attestation_id, rendered, date.today(), language)
+    headers.update(i18n.response_headers(language, ["Accept"]))
     return Response(page, media_type="text/html; charset=utf-8", headers=headers)
 
 
@@ -250,13 +295,23 @@ def download_credential(
     response_class=Response,
 )
 def download_pdf(
-    attestation_id: str, c: Ctx, center: OptionalCenter, token: Token = None
+    attestation_id: str,
+    request: Request,
+    c: Ctx,
+    center: OptionalCenter,
+    token: Token = None,
+    lang: Lang = None,
 ) -> Response:
     attestation = _downloadable(c, attestation_id, center, token)
-    # Built once even when first requested many times at once; never read half-written.
+    language = i18n.language_of(request)
+    texts = c.texts(language)
+    # Built once per language even when first requested many times at once; never read
+    # half-written. French keeps the name the cache had before English existed.
     data = cached_pdf(
-        c.pdf_cache / f"{attestation.public_id}.pdf",
-        lambda: build_signed_pdf(pdf_content(c, attestation), attestation.credential, c.pdf_signer),
+        c.pdf_cache / pdf_cache_name(attestation.public_id, language),
+        lambda: build_signed_pdf(
+            pdf_content(c, attestation, texts), attestation.credential, c.pdf_signer, texts
+        ),
         c.pdf_cipher,
     )
     return Response(
@@ -264,19 +319,26 @@ def download_pdf(
         media_type="application/pdf",
         headers={
             **PRIVATE,
+            **i18n.response_headers(language),
             "Content-Disposition": f'attachment; filename="attestation-{attestation.code}.pdf"',
         },
     )
 
 
-def pdf_content(c: Context, attestation: Attestation) -> PdfContent:
-    page = views.for_page(attestation)
+def pdf_cache_name(public_id: str, lang: str) -> str:
+    """``<id>.pdf`` in French, ``<id>.<lang>.pdf`` in another language."""
+    return f"{public_id}.pdf" if lang == i18n.DEFAULT else f"{public_id}.{lang}.pdf"
+
+
+def pdf_content(c: Any, attestation: Attestation, texts: i18n.Texts | None = None) -> PdfContent:
+    """What the PDF of ``attestation`` says, worded in ``texts``' language (French if None)."""
+    page = views.for_page(attestation, texts)
     return PdfContent(
         attestation_id=attestation.public_id,
         holder_name=page["holder_name"],
         kind="bloc" if attestation.kind == "bloc" else "certification",
         code=attestation.code,
-        title=attestation.title,
+        title=page["title"],
         competences=tuple(page["competences"]),
         certification_code=page["certification_code"],
         certification_title=page["certification_title"],

@@ -1,4 +1,7 @@
-"""What a verification shows: one view model for the HTML page and the JSON answer."""
+"""What a verification shows: one view model for the HTML page and the JSON answer.
+
+The JSON answer (``as_json``) stays French, like the signed credential it describes; the page
+(``for_page``) is worded in the reader's language (``services.attestations.wording``)."""
 
 from __future__ import annotations
 
@@ -9,17 +12,15 @@ from datetime import date, datetime
 from typing import Any
 
 import orjson
-from jinja2 import Environment
 
 from contracts.referential import load_certification
+from services.attestations import wording
 from services.attestations.application import AttestationsApp, mention_label
 from services.attestations.domain.aggregates import Attestation
-from services.attestations.domain.credential import (
-    ROUTE_LABELS,
-    french_date,
-    session_label,
-)
+from services.attestations.domain.credential import ROUTE_LABELS, session_label
 from services.attestations.domain.jose import unverified_payload
+from services.runtime import i18n
+from services.runtime.i18n import Texts
 
 
 def _upper_first(text: str) -> str:
@@ -57,12 +58,12 @@ def facts_of(attestation: Attestation) -> dict[str, Any]:
     return facts
 
 
-def competences_of(attestation: Attestation) -> list[str]:
+def competences_of(attestation: Attestation, lang: str = i18n.DEFAULT) -> list[str]:
+    """The competences attested, in ``lang`` where the referential translates them."""
     cert = load_certification(attestation.certification)
     if attestation.kind == "bloc":
-        bloc = cert.bloc(attestation.code)
-        return list(bloc.competences) if bloc else []
-    return [c for b in cert.mandatory_blocs for c in b.competences]
+        return cert.competences_in(attestation.code, lang)
+    return [c for b in cert.mandatory_blocs for c in cert.competences_in(b.code, lang)]
 
 
 def issuer_of(attestation: Attestation) -> dict[str, str]:
@@ -111,7 +112,10 @@ def as_json(attestation: Attestation, verify_url: str) -> dict[str, Any]:
     return body
 
 
-def for_page(attestation: Attestation) -> dict[str, Any]:
+def for_page(attestation: Attestation, t: Texts | None = None) -> dict[str, Any]:
+    """The page's (and the PDF's) view of an attestation, worded in ``t``'s language
+    (French when none is given)."""
+    t = t or i18n.french()
     cert = load_certification(attestation.certification)
     issuer = issuer_of(attestation)
     issued = datetime.fromisoformat(attestation.issued_at)
@@ -119,37 +123,46 @@ def for_page(attestation: Attestation) -> dict[str, Any]:
     holder = attestation.holder
     return {
         "status": attestation.status,
+        "status_label": wording.status_label(attestation.status, t),
         "kind": attestation.kind,
+        "kind_label": wording.kind_label(attestation.kind, t),
         "code": attestation.code,
-        "title": attestation.title,
+        "title": wording.achievement_title(
+            cert.code, attestation.kind, attestation.code, attestation.title, t.lang
+        ),
         "holder_name": " ".join([*holder["given_names"], holder["family_name"]]),
         "certification_code": cert.code,
-        "certification_title": cert.title,
+        "certification_title": cert.title_in(t.lang),
         "level": cert.level,
         "issuer_name": issuer["name"],
         "issuer_id": issuer["id"],
-        "issued_on": french_date(issued.date()),
+        "issued_on": t.date(issued.date()),
         "issued_at_iso": issued.date().isoformat(),
-        "revoked_on": french_date(revoked.date()) if revoked else None,
-        "revocation_reason": attestation.revocation_reason,
-        "competences": competences_of(attestation),
-        **_page_facts(facts_of(attestation)),
+        "revoked_on": t.date(revoked.date()) if revoked else None,
+        "revocation_reason": attestation.revocation_reason,  # the center's words, as given
+        "competences": competences_of(attestation, t.lang),
+        **_page_facts(attestation, t),
     }
 
 
-def _page_facts(facts: dict[str, Any]) -> dict[str, Any]:
-    awarded = date.fromisoformat(facts["awarded_on"]) if "awarded_on" in facts else None
-    session = facts["session"]["label"] if "session" in facts else None
-    route = facts["route"]["label"] if "route" in facts else None
+def _page_facts(attestation: Attestation, t: Texts) -> dict[str, Any]:
+    awarded = date.fromisoformat(attestation.awarded_on) if attestation.awarded_on else None
+    session = wording.session_label(attestation.session, t) if attestation.session else None
+    route = (
+        wording.route_label(attestation.route, t, attestation.grade_session)
+        if attestation.route
+        else None
+    )
+    mention = wording.mention_label(attestation.certification, attestation.mention, t.lang)
     return {
-        "awarded_on": french_date(awarded) if awarded else None,
+        "awarded_on": t.date(awarded) if awarded else None,
         "awarded_on_iso": awarded.isoformat() if awarded else None,
         "session": _upper_first(session) if session else None,
         "session_label": session,  # for running text ("…, session de juin 2026")
         "route": _upper_first(route) if route else None,
         "route_label": route,
-        "mention": facts["mention"]["label"] if "mention" in facts else None,
-        "exam_center": facts["exam_center"]["name"] if "exam_center" in facts else None,
+        "mention": mention,
+        "exam_center": attestation.exam_center_name or None,
     }
 
 
@@ -157,7 +170,7 @@ def _page_facts(facts: dict[str, Any]) -> dict[str, Any]:
 class Rendered:
     version: int
     json: bytes
-    page: dict[str, Any]
+    attestation: Attestation  # worded for the page in each reader's language, when asked
 
 
 class VerificationViews:
@@ -168,14 +181,14 @@ class VerificationViews:
     def __init__(
         self,
         app: AttestationsApp,
-        templates: Environment,
+        templates: i18n.Templates,
         size: int = 50_000,
     ) -> None:
         self.app = app
         self.templates = templates
         self.size = size
         self._cache: OrderedDict[str, Rendered] = OrderedDict()
-        self._html: OrderedDict[tuple[str, int, date], bytes] = OrderedDict()
+        self._html: OrderedDict[tuple[str, int, date, str], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def lookup(self, public_id: str) -> Rendered | None:
@@ -192,7 +205,7 @@ class VerificationViews:
         rendered = Rendered(
             version=attestation.version,
             json=orjson.dumps(as_json(attestation, self.app.links.verify(attestation.public_id))),
-            page=for_page(attestation),
+            attestation=attestation,
         )
         with self._lock:
             self._cache[public_id] = rendered
@@ -200,14 +213,21 @@ class VerificationViews:
                 self._cache.popitem(last=False)
         return rendered
 
-    def html(self, public_id: str, rendered: Rendered, today: date) -> bytes:
-        key = (public_id, rendered.version, today)
+    def html(
+        self, public_id: str, rendered: Rendered, today: date, lang: str = i18n.DEFAULT
+    ) -> bytes:
+        key = (public_id, rendered.version, today, lang)
         with self._lock:
             cached = self._html.get(key)
         if cached is not None:
             return cached
-        page = self.templates.get_template("verification.html").render(
-            a=rendered.page, today=french_date(today)
+        t = self.templates.catalogues.texts(lang)
+        page = self.templates.render(
+            lang,
+            "verification.html",
+            a=for_page(rendered.attestation, t),
+            today=t.date(today),
+            languages=i18n.links_for(f"/v/{public_id}", lang),
         )
         data = page.encode()
         with self._lock:

@@ -176,6 +176,7 @@ class Holder(Aggregate):
         access_route: str,
         certification: str,
         exam_center_name: str | None = None,  # set only if to be shown; since 2026-12
+        preferred_language: str = "fr",  # of the candidate's e-mails; since 2027-01
     ) -> None:
         self.candidate_number = candidate_number
         self.exam_center = exam_center
@@ -186,6 +187,7 @@ class Holder(Aggregate):
         self.access_route = access_route
         self.certification = certification
         self.exam_center_name = exam_center_name
+        self.preferred_language = preferred_language
         self.attestations: dict[str, dict[str, str]] = {}  # source_id -> {public_id, kind, code}
 
     def attested(self, source_id: str) -> str | None:
@@ -223,6 +225,7 @@ class Holder(Aggregate):
             given_names=self.given_names,
             family_name=self.family_name,
             links_epoch=self.links_epoch,
+            preferred_language=self.preferred_language,
         )
 
     @event("DecisionAttested")
@@ -240,6 +243,7 @@ class Holder(Aggregate):
         given_names: list[str],
         family_name: str,
         links_epoch: int = 0,  # absent from events recorded before 2026-12
+        preferred_language: str = "fr",  # absent before 2027-01
     ) -> None:
         for entry in issued:
             self.attestations[entry["source_id"]] = {
@@ -278,6 +282,7 @@ class Holder(Aggregate):
             candidate_number=self.candidate_number,
             exam_center=self.exam_center,
             certification=self.certification,
+            preferred_language=self.preferred_language,
         )
 
     @event("LinksRevoked")
@@ -291,6 +296,7 @@ class Holder(Aggregate):
         candidate_number: str,
         exam_center: str,
         certification: str,
+        preferred_language: str = "fr",  # absent before 2027-01
     ) -> None:
         self._links_epoch = epoch
 

@@ -111,11 +111,18 @@ MONTHS = (
     "juillet", "août", "septembre", "octobre", "novembre", "décembre",
 )  # fmt: skip
 
+
+def N_(message: str) -> str:  # noqa: N802  # the gettext convention (Babel extracts N_)
+    """Marks a msgid for extraction (the pages and the PDF translate it; the credential,
+    signed data, keeps the French)."""
+    return message
+
+
 Route = Literal["exam", "vae", "carried_over"]
 ROUTE_LABELS: dict[str, str] = {
-    "exam": "par examen",
-    "vae": "par la VAE",
-    "carried_over": "par report d'une note obtenue à une session antérieure",
+    "exam": N_("par examen"),
+    "vae": N_("par la VAE"),
+    "carried_over": N_("par report d'une note obtenue à une session antérieure"),
 }
 
 

@@ -102,6 +102,18 @@ BirthCountryCode = Annotated[
 FRANCE = "100"
 
 
+def _language(value: object) -> object:
+    if value not in ("fr", "en"):
+        raise PydanticCustomError(
+            "preferred_language",
+            "langue préférée attendue : « fr » (français, par défaut) ou « en » (anglais)",
+        )
+    return value
+
+
+PreferredLanguage = Annotated[Literal["fr", "en"], BeforeValidator(_language)]
+
+
 # A date is what the schema says (a "YYYY-MM-DD" string), parsed once it is one.
 IsoDate = Annotated[date, Strict(False), BeforeValidator(_date_text)]
 
@@ -133,6 +145,12 @@ class CandidateIn(_In):
     show_exam_center: bool = Field(
         default=False,
         description="Show the exam center's name on the candidate's attestations.",
+    )
+    # The language of the candidate's e-mails and of the pages their links open.
+    preferred_language: PreferredLanguage = Field(
+        default="fr",
+        description="Langue des e-mails du candidat et des pages qu'ils ouvrent : fr (par "
+        "défaut) ou en.",
     )
 
     @field_validator("birth_country_code")

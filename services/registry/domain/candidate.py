@@ -71,6 +71,8 @@ class Candidate(Aggregate):
         # Whether the center's name goes on the attestations, and that name (since 2026-12).
         show_exam_center: bool = False,
         exam_center_name: str | None = None,
+        # The language of the candidate's e-mails (since 2027-01; "fr" before).
+        preferred_language: str = "fr",
     ) -> None:
         self.candidate_number = candidate_number
         self.exam_center = exam_center
@@ -89,6 +91,7 @@ class Candidate(Aggregate):
         self.birth_country_code = birth_country_code
         self.show_exam_center = show_exam_center
         self.exam_center_name = exam_center_name
+        self.preferred_language = preferred_language
         self.cpf_outcomes: list[dict[str, Any]] = []
         self.results: dict[str, ResultLine] = {}
         self.acquisitions: dict[str, Acquisition] = {}
