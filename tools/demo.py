@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         except httpx.TransportError as error:
             print(f"service d'attestations injoignable sur {att_url} ({error})")
             return 1
-    expected = sum(c.expected for c in [*COHORT, VAE])
-    mails = wait_for_mails(notifications.sink_dir, expected, args.timeout)
+    # One e-mail per candidate and decision (the PV decides for the cohort, the VAE jury for
+    # its candidate), listing every attestation it issued.
+    mails = wait_for_mails(notifications.sink_dir, len([*COHORT, VAE]), args.timeout)
     print_report(found, notifications.sink_dir, mails)
     missing = [c.number for c in [*COHORT, VAE] if len(found.get(c.number, [])) < c.expected]
     if missing:

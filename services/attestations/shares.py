@@ -27,10 +27,21 @@ from services.attestations.domain.sharing import (
     share_id,
     well_formed,
 )
+from services.runtime.i18n import N_, Texts
 
 
 class ShareRefused(ValueError):
-    """What the candidate asked for cannot be shared; the message says why, in French."""
+    """What the candidate asked for cannot be shared: ``message`` (a catalogue msgid, French)
+    with its ``params`` says why; ``worded`` in the reader's language."""
+
+    def __init__(self, message: str, **params: object) -> None:
+        super().__init__(message % params if params else message)
+        self.message = message
+        self.params = params
+
+    def worded(self, t: Texts) -> str:
+        text = t.gettext(self.message)
+        return text % self.params if self.params else text
 
 
 @dataclass(frozen=True)
@@ -54,27 +65,32 @@ class ShareLinks:
     def create(self, holder: Holder, attestation_ids: Sequence[str], duration: str) -> ShareLink:
         """A new link to the chosen attestations (each the candidate's own, in force)."""
         if duration not in DURATIONS:
-            raise ShareRefused("Choisissez une durée de validité du lien parmi celles proposées.")
+            raise ShareRefused(N_("Choisissez une durée du lien parmi celles proposées."))
         chosen = list(dict.fromkeys(attestation_ids))  # once each, in the order given
         if not chosen:
-            raise ShareRefused("Choisissez au moins une attestation à partager.")
+            raise ShareRefused(N_("Choisissez au moins une attestation à partager."))
         if len(chosen) > MAX_ATTESTATIONS:
-            raise ShareRefused(f"Un lien peut montrer au plus {MAX_ATTESTATIONS} attestations.")
+            raise ShareRefused(
+                N_("Un lien peut montrer au plus %(n)d attestations."), n=MAX_ATTESTATIONS
+            )
         own = set(holder.public_ids())
         for public_id in chosen:
             attestation = self.app.attestation(public_id) if public_id in own else None
             if attestation is None:
-                raise ShareRefused("Vous ne pouvez partager que vos propres attestations.")
+                raise ShareRefused(N_("Vous ne pouvez partager que vos propres attestations."))
             if attestation.status != "valid":
                 raise ShareRefused(
-                    f"L'attestation « {attestation.title} » est révoquée : elle ne peut plus "
-                    "être partagée."
+                    N_("L'attestation %(code)s est révoquée : elle ne peut plus être partagée."),
+                    code=attestation.code,
                 )
         index = self._index(holder) or HolderShares(holder.exam_center, holder.candidate_number)
         if index.full:
             raise ShareRefused(
-                f"Vous avez déjà créé {MAX_LINKS} liens de partage, le maximum : adressez-vous "
-                "à votre centre d'examen."
+                N_(
+                    "Vous avez déjà créé %(n)d liens de partage, le maximum : adressez-vous "
+                    "à votre centre d'examen."
+                ),
+                n=MAX_LINKS,
             )
         now = self.clock()
         lifetime = DURATIONS[duration]

@@ -12,6 +12,7 @@ Like ``pdf.build_signed_pdf``: call from a worker thread, never from a running e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -43,8 +44,8 @@ from services.attestations.pdf import (
     _markup,
     _NumberedCanvas,
     _winansi,
-    french_date,
 )
+from services.runtime.i18n import Texts, french
 
 __all__ = ["Transcript", "build_signed_transcript", "render_transcript"]
 
@@ -77,48 +78,60 @@ _CELL_HEAD = ParagraphStyle("cell_head", parent=_CELL, fontName="Helvetica-Bold"
 _CELL_URL = ParagraphStyle("cell_url", parent=_CELL, fontName="Courier", fontSize=7.4, leading=9)
 
 
-def _how(entry: PdfContent) -> str:
-    what = "Obtenue" if entry.kind == "certification" else "Acquis"
+def _how(entry: PdfContent, x: Texts) -> str:
+    """ "Acquis par la VAE, session de juin 2026" / "Obtenue par examen, …, mention Bien"."""
+    if entry.kind == "certification":
+        what = x.pgettext("certification", "Obtenue")
+    else:
+        what = x.pgettext("bloc", "Acquis")
     parts = [f"{what} {entry.route}" if entry.route else what]
     if entry.session:
         parts.append(entry.session)
     if entry.mention:
-        parts.append(f"mention {entry.mention}")
+        parts.append(x.gettext("mention %(mention)s") % {"mention": entry.mention})
     return ", ".join(parts)
 
 
-def _row(entry: PdfContent) -> list[Flowable]:
+def _row(entry: PdfContent, x: Texts) -> list[Flowable]:
     decided = entry.awarded_on or entry.issued_on  # attestations before 2026-12: signing date
     url = _markup(entry.verify_url)
     return [
         Paragraph(f"<b>{_markup(entry.code)}</b>", _CELL),
         Paragraph(_markup(entry.title), _CELL),
-        Paragraph(_markup(_how(entry)), _CELL),
-        Paragraph(_markup(french_date(decided)), _CELL),
+        Paragraph(_markup(_how(entry, x)), _CELL),
+        Paragraph(_markup(x.date(decided)), _CELL),
         Paragraph(f'<link href="{url}">{url}</link>', _CELL_URL),
     ]
 
 
-def _story(t: Transcript) -> list[Flowable]:
+def _story(t: Transcript, x: Texts) -> list[Flowable]:
+    _ = x.gettext
     story: list[Flowable] = [
-        Paragraph("Relevé des attestations", _STYLES["title"]),
-        Paragraph(_markup(f"{t.issuer_name} atteste que"), _STYLES["lead"]),
+        Paragraph(_markup(_("Relevé des attestations")), _STYLES["title"]),
+        Paragraph(
+            _markup(_("%(issuer)s atteste que") % {"issuer": t.issuer_name}), _STYLES["lead"]
+        ),
         Paragraph(_markup(t.holder_name), _STYLES["holder"]),
         Paragraph(
-            "détient, au "
-            f"<b>{_markup(french_date(t.produced_on))}</b>, les attestations suivantes de la "
-            f"certification professionnelle <b>{_markup(t.certification_code)}</b>\u00a0— "
-            f"{_markup(t.certification_title)}, enregistrée au Répertoire national des "
-            "certifications professionnelles (RNCP)\u00a0:",
+            _(
+                "détient, au %(day)s, les attestations suivantes de la certification "
+                "professionnelle %(code)s\u00a0— %(title)s, enregistrée au Répertoire "
+                "national des certifications professionnelles (RNCP)\u00a0:"
+            )
+            % {
+                "day": f"<b>{_markup(x.date(t.produced_on))}</b>",
+                "code": f"<b>{_markup(t.certification_code)}</b>",
+                "title": _markup(t.certification_title),
+            },
             _STYLES["body"],
         ),
     ]
     if not t.entries:
-        story.append(Paragraph("Aucune attestation en vigueur.", _STYLES["issued"]))
+        story.append(Paragraph(_markup(_("Aucune attestation en vigueur.")), _STYLES["issued"]))
         return story
-    head = ["Code", "Intitulé", "Obtention", "Décision du jury", "Vérification"]
-    rows: list[list[Any]] = [[Paragraph(h, _CELL_HEAD) for h in head]]
-    rows += [_row(e) for e in t.entries]
+    head = [_("Code"), _("Intitulé"), _("Obtention"), _("Décision du jury"), _("Vérification")]
+    rows: list[list[Any]] = [[Paragraph(_markup(h), _CELL_HEAD) for h in head]]
+    rows += [_row(e, x) for e in t.entries]
     body_w = _PAGE_W - 2 * _MARGIN
     table = Table(
         rows,
@@ -142,21 +155,25 @@ def _story(t: Transcript) -> list[Flowable]:
         Paragraph("", _STYLES["heading"]),
         table,
         Paragraph(
-            "Ce relevé ne remplace pas les attestations\u00a0: chacune fait foi à son adresse "
-            "de vérification, qui indique si elle est toujours valide. Ce PDF porte une "
-            "signature électronique (PAdES), que votre lecteur PDF affiche dans son panneau "
-            "«\u00a0Signatures\u00a0», et contient en pièces jointes l’attestation numérique "
-            "de chaque ligne (W3C Verifiable Credential).",
+            _markup(
+                _(
+                    "Ce relevé ne remplace pas les attestations\u00a0: chacune fait foi à son "
+                    "adresse de vérification, qui indique si elle est toujours valide. Ce PDF "
+                    "porte une signature électronique (PAdES), que votre lecteur PDF affiche "
+                    "dans son panneau «\u00a0Signatures\u00a0», et contient en pièces jointes "
+                    "l’attestation numérique de chaque ligne (W3C Verifiable Credential)."
+                )
+            ),
             _STYLES["issued"],
         ),
     ]
     return story
 
 
-def _decorations(t: Transcript) -> Any:
+def _decorations(t: Transcript, x: Texts) -> Any:
     issuer = _winansi(t.issuer_name)
-    running = _winansi(f"Relevé des attestations — {t.holder_name}")
-    footer = _winansi(f"Relevé produit le {french_date(t.produced_on)}")
+    running = _winansi(f"{x.gettext('Relevé des attestations')} — {t.holder_name}")
+    footer = _winansi(x.gettext("Relevé produit le %(day)s") % {"day": x.date(t.produced_on)})
 
     def on_page(canvas: Any, doc: Any) -> None:
         canvas.saveState()
@@ -175,7 +192,7 @@ def _decorations(t: Transcript) -> Any:
     return on_page
 
 
-def _layout(t: Transcript) -> bytes:
+def _layout(t: Transcript, x: Texts) -> bytes:
     out = BytesIO()
     doc = BaseDocTemplate(
         out,
@@ -184,17 +201,18 @@ def _layout(t: Transcript) -> bytes:
         rightMargin=_MARGIN,
         topMargin=_MARGIN,
         bottomMargin=_MARGIN,
-        title=_winansi(f"Relevé des attestations — {t.certification_code}"),
+        title=_winansi(f"{x.gettext('Relevé des attestations')} — {t.certification_code}"),
         author=_winansi(t.issuer_name),
         subject=_winansi(f"{t.certification_code} — {t.holder_name}"),
         creator="certibloc",
-        lang="fr-FR",
+        lang=x.tag,  # the document's /Lang
     )
     top = _PAGE_H - _MARGIN - 8 * mm
     bottom = _MARGIN + 2 * mm
     frame = Frame(_MARGIN, bottom, _PAGE_W - 2 * _MARGIN, top - bottom, id="body")
-    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=_decorations(t))])
-    doc.build(_story(t), canvasmaker=_NumberedCanvas)
+    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPage=_decorations(t, x))])
+    numbered = functools.partial(_NumberedCanvas, page_label=x.gettext("page %(n)d / %(total)d"))
+    doc.build(_story(t, x), canvasmaker=numbered)
     return out.getvalue()
 
 
@@ -202,23 +220,23 @@ def attachment_name(entry: PdfContent) -> str:
     return f"attestation-{entry.code}-{entry.attestation_id}.vc.jwt"
 
 
-def _writer(t: Transcript) -> IncrementalPdfFileWriter:
-    writer = IncrementalPdfFileWriter(BytesIO(_layout(t)))
+def _writer(t: Transcript, texts: Texts | None) -> IncrementalPdfFileWriter:
+    writer = IncrementalPdfFileWriter(BytesIO(_layout(t, texts or french())))
     for entry, jws in zip(t.entries, t.credentials, strict=True):
         _attach_credential(writer, jws, attachment_name(entry))
     return writer
 
 
-def render_transcript(t: Transcript) -> bytes:
-    """The unsigned relevé, its credentials attached."""
+def render_transcript(t: Transcript, texts: Texts | None = None) -> bytes:
+    """The unsigned relevé, its credentials attached (``texts``: its language; French)."""
     out = BytesIO()
-    _writer(t).write(out)  # type: ignore[no-untyped-call]
+    _writer(t, texts).write(out)  # type: ignore[no-untyped-call]
     return out.getvalue()
 
 
-def build_signed_transcript(t: Transcript, signer: PdfSigner) -> bytes:
+def build_signed_transcript(t: Transcript, signer: PdfSigner, texts: Texts | None = None) -> bytes:
     """Lay out, attach every credential and sign, in one incremental update."""
-    return signer.sign_writer(_writer(t))
+    return signer.sign_writer(_writer(t, texts))
 
 
 def order_key(entry: PdfContent) -> tuple[bool, str]:

@@ -102,7 +102,7 @@ async def test_a_candidate_shares_chosen_attestations_until_they_revoke_the_link
         assert "Ouvert 1 fois" in space.text
 
         # Revoked from the space: at once, the page and its files are gone.
-        link_id = re.findall(r'action="/space/shares/([0-9a-f-]{36})/revoke"', space.text)[0]
+        link_id = re.findall(r'action="/space/shares/([0-9a-f-]{36})/revoke', space.text)[0]
         revoked = await http.post(f"/space/shares/{link_id}/revoke", data={"token": token})
         assert revoked.status_code == 303, revoked.text
         gone = await http.get(f"/s/{share}")
@@ -281,3 +281,42 @@ async def test_a_link_opened_for_months_is_read_from_a_snapshot(
     assert snapshots and snapshots[-1].originator_version == 100
     found = links.find(link.token)
     assert found is not None and found[0].openings == 150
+
+
+async def test_the_space_the_share_page_and_the_releve_speak_english_on_request(
+    services: tuple[Registry, Attestations],
+) -> None:
+    registry, att = services
+    async with httpx.AsyncClient(timeout=30, base_url=att.url) as http:
+        await _issue(http, registry, "H8", "RNCP40705BC01")
+        (held,) = await attestations_of(http, att, registry, "H8", 1)
+        token = space_token(att, "H8")
+        space = await http.get("/space", params={"token": token, "lang": "en"})
+        assert space.headers["content-language"] == "en"
+        assert '<html lang="en">' in space.text and "Share my attestations" in space.text
+        assert "Partager" not in space.text
+        # The switch keeps the personal link; forms post back in the same language.
+        assert f"token={token}" in unescape(space.text) and 'hreflang="fr"' in space.text
+        made = await http.post(
+            "/space/shares?lang=en",
+            data={"token": token, "duration": "7d", "attestation": [held["id"]]},
+        )
+        assert made.status_code == 303 and "lang=en" in made.headers["location"]
+        space = await http.get(made.headers["location"])
+        assert "Link created" in space.text and "Not opened yet." in space.text
+        ((_, share),) = share_links(space.text)
+        refused = await http.post("/space/shares?lang=en", data={"token": token, "duration": "7d"})
+        assert refused.status_code == 422 and "Choose at least one attestation" in refused.text
+
+        page = await http.get(f"/s/{share}", headers={"Accept-Language": "en-GB,en;q=0.9"})
+        assert page.headers["content-language"] == "en"
+        assert "not the end of the attestations’ validity" in page.text
+        assert "This share link expires on" in page.text
+        french = await http.get(f"/s/{share}")
+        assert "pas celle de la validité des attestations" in french.text
+
+        releve = await http.get("/space/releve", params={"token": token, "lang": "en"})
+        reader = pypdf.PdfReader(BytesIO(releve.content))
+        text = " ".join(reader.pages[0].extract_text().split())
+        assert "Statement of attestations" in text and "How obtained" in text
+        assert reader.trailer["/Root"]["/Lang"] == "en"

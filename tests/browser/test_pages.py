@@ -19,6 +19,7 @@ import pytest
 from nats.js.errors import NotFoundError
 from playwright.async_api import Browser, BrowserContext, Page
 
+from services.attestations.shares import ShareLinks
 from services.runtime import tokens
 from services.runtime.provision import provision
 from tests.attestations.harness import Attestations, serve_both
@@ -42,6 +43,8 @@ class Site:
     valid_id: str
     revoked_id: str
     space_token: str
+    share_token: str
+    withdrawn_share_token: str
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,11 @@ PAGES = [
     PageCase("revoked", lambda s: f"/v/{s.revoked_id}"),
     PageCase("unknown", lambda s: f"/v/{'A' * 22}", status=404),
     PageCase("space", lambda s: f"/space?token={s.space_token}"),
-    # TODO(share): the share page, when it lands (a share link created from the space):
-    # PageCase("share", lambda s: f"/share/{s.share_id}"),
+    PageCase("share", lambda s: f"/s/{s.share_token}"),
+    PageCase("share-withdrawn", lambda s: f"/s/{s.withdrawn_share_token}", status=410),
 ]
 
-ENGLISH_PENDING = pytest.mark.xfail(strict=True, reason="English pages land with branch i18n")
-LANGS = [pytest.param("fr", id="fr"), pytest.param("en", id="en", marks=ENGLISH_PENDING)]
+LANGS = [pytest.param("fr", id="fr"), pytest.param("en", id="en")]
 PAGE_PARAMS = [pytest.param(p, id=p.name) for p in PAGES]
 
 
@@ -121,18 +123,29 @@ async def site(
 
             await until(revoked)
         subject = tokens.holder_subject(CENTER_A, HOLDER)
+        holder = att.app.holder(CENTER_A, HOLDER)
+        assert holder is not None
+        links = ShareLinks(att.app)
+        # A share link in force and one the candidate withdrew.
+        shared = links.create(holder, [held[VALID_BLOC]["id"]], "30d")
+        withdrawn = links.create(holder, [held[VALID_BLOC]["id"]], "7d")
+        links.revoke(holder, str(withdrawn.id))
         yield Site(
             registry,
             att,
             valid_id=held[VALID_BLOC]["id"],
             revoked_id=held[REVOKED_BLOC]["id"],
             space_token=tokens.mint(att.download_secret, subject, None, 0, ttl_seconds=3600),
+            share_token=shared.token,
+            withdrawn_share_token=withdrawn.token,
         )
 
 
 @contextlib.asynccontextmanager
 async def opened(browser: Browser, **options: Any) -> AsyncIterator[tuple[BrowserContext, Page]]:
-    context = await browser.new_context(**options)
+    # A French browser (Accept-Language fr-FR) unless told otherwise: the pages' default
+    # audience; English is asked for with ?lang=en, which wins over the header.
+    context = await browser.new_context(**{"locale": "fr-FR", **options})
     try:
         yield context, await context.new_page()
     finally:

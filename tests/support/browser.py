@@ -46,14 +46,20 @@ def describe(violations: list[dict[str, Any]]) -> str:
 
 
 async def submit_form(
-    page: Page, button: str, *, within: str | None = None, timeout: float = 15_000
+    page: Page,
+    button: str,
+    *,
+    within: str | None = None,
+    exact: bool = True,
+    timeout: float = 15_000,
 ) -> Response | None:
     """Submit a form the way a person does: click the button whose accessible name is
-    ``button`` (in the element ``within`` selects, when given), and wait for the page it leads
+    ``button`` (or starts with it, ``exact=False``; in the element ``within`` selects, when
+    given), and wait for the page it leads
     to; that page's response (None for a same-document navigation). Works with JavaScript off:
     a plain HTML form submission."""
     scope = page.locator(within) if within else page
-    target = scope.get_by_role("button", name=button, exact=True)
+    target = scope.get_by_role("button", name=button, exact=exact)
     async with page.expect_navigation(timeout=timeout) as navigation:
         await target.click()
     return await navigation.value

@@ -304,18 +304,8 @@ def download_pdf(
 ) -> Response:
     attestation = _downloadable(c, attestation_id, center, token)
     language = i18n.language_of(request)
-    texts = c.texts(language)
-    # Built once per language even when first requested many times at once; never read
-    # half-written. French keeps the name the cache had before English existed.
-    data = cached_pdf(
-        c.pdf_cache / pdf_cache_name(attestation.public_id, language),
-        lambda: build_signed_pdf(
-            pdf_content(c, attestation, texts), attestation.credential, c.pdf_signer, texts
-        ),
-        c.pdf_cipher,
-    )
     return Response(
-        data,
+        signed_pdf(c, attestation, language),
         media_type="application/pdf",
         headers={
             **PRIVATE,
@@ -325,8 +315,22 @@ def download_pdf(
     )
 
 
+def signed_pdf(c: Context, attestation: Attestation, language: str) -> bytes:
+    """The attestation's signed PDF in ``language``: built once per language even when first
+    requested many times at once, never read half-written (``cached_pdf``)."""
+    texts = c.texts(language)
+    return cached_pdf(
+        c.pdf_cache / pdf_cache_name(attestation.public_id, language),
+        lambda: build_signed_pdf(
+            pdf_content(c, attestation, texts), attestation.credential, c.pdf_signer, texts
+        ),
+        c.pdf_cipher,
+    )
+
+
 def pdf_cache_name(public_id: str, lang: str) -> str:
-    """``<id>.pdf`` in French, ``<id>.<lang>.pdf`` in another language."""
+    """``<id>.pdf`` in French (the name the cache had before English existed),
+    ``<id>.<lang>.pdf`` in another language."""
     return f"{public_id}.pdf" if lang == i18n.DEFAULT else f"{public_id}.{lang}.pdf"
 
 

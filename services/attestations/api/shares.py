@@ -11,18 +11,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from services.attestations.api import views
-from services.attestations.api.routes import PRIVATE, Context, Ctx, pdf_content
+from services.attestations.api.routes import (
+    PRIVATE,
+    Context,
+    Ctx,
+    Lang,
+    signed_pdf,
+)
 from services.attestations.api.space import PAGE_TZ, share_url
 from services.attestations.domain.aggregates import Attestation
 from services.attestations.domain.jose import MEDIA_TYPE
 from services.attestations.domain.sharing import TOKEN_CHARS
-from services.attestations.pdf import build_signed_pdf, cached_pdf, french_date
 from services.attestations.shares import ShareLinks
+from services.runtime import i18n
+from services.runtime.i18n import N_, Texts
 from services.runtime.problems import NotFound
 
 router = APIRouter()
@@ -32,56 +39,63 @@ ShareToken = Annotated[
 ]
 AttestationId = Annotated[str, Path(max_length=32, description="Identifiant de l'attestation")]
 GONE = {
-    None: (404, "Ce lien de partage n'existe pas. Vérifiez l'adresse reçue."),
+    None: (404, N_("Ce lien de partage n'existe pas. Vérifiez l'adresse reçue.")),
     "expired": (
         410,
-        "Ce lien de partage a expiré : son titulaire l'avait limité dans le temps. Ses "
-        "attestations restent vérifiables ; demandez-lui un nouveau lien.",
+        N_(
+            "Ce lien de partage a expiré : son titulaire l'avait limité dans le temps. Ses "
+            "attestations restent vérifiables ; demandez-lui un nouveau lien."
+        ),
     ),
     "revoked": (
         410,
-        "Ce lien de partage a été retiré par son titulaire. Demandez-lui un nouveau lien si "
-        "vous en avez encore besoin.",
+        N_(
+            "Ce lien de partage a été retiré par son titulaire. Demandez-lui un nouveau lien "
+            "si vous en avez encore besoin."
+        ),
     ),
 }
 
 
-def _gone(c: Context, state: str | None) -> Response:
+def _gone(request: Request, c: Context, state: str | None) -> Response:
     status, message = GONE[state]
-    page = c.templates.env.get_template("share_gone.html").render(message=message)
-    return Response(
-        page, status_code=status, media_type="text/html; charset=utf-8", headers=PRIVATE
-    )
+    t = c.texts(i18n.language_of(request))
+    context = {"message": t.gettext(message)}
+    return c.page(request, "share_gone.html", context, status_code=status, headers=PRIVATE)
 
 
-def _entry(token: str, a: Attestation, verify_url: str) -> dict[str, Any]:
+def _entry(token: str, a: Attestation, verify_url: str, t: Texts) -> dict[str, Any]:
     base = f"/s/{token}/attestations/{a.public_id}"
+    lang = "" if t.lang == i18n.DEFAULT else f"?{i18n.QUERY_PARAMETER}={t.lang}"
     return {
-        **views.for_page(a),
+        **views.for_page(a, t),
         "id": a.public_id,
-        "verify_url": verify_url,
-        "pdf_url": f"{base}/pdf",
+        "verify_url": verify_url + lang,
+        "pdf_url": f"{base}/pdf{lang}",
         "credential_url": f"{base}/credential",
     }
 
 
-def _page(c: Context, token: str) -> Response:
+def _page(request: Request, c: Context, token: str) -> Response:
     links = ShareLinks(c.app)
     shared = links.open(token)
     if shared is None:
         found = links.find(token)
-        return _gone(c, links.state(found) if found else None)
+        return _gone(request, c, links.state(found) if found else None)
     link, holder = shared.link, shared.holder
     expires = (
         datetime.fromisoformat(link.expires_at).astimezone(PAGE_TZ) if link.expires_at else None
     )
-    page = c.templates.env.get_template("share.html").render(
-        holder_name=" ".join([*holder.given_names, holder.family_name]),
-        entries=[_entry(token, a, c.app.links.verify(a.public_id)) for a in shared.attestations],
-        expires_on=french_date(expires.date()) if expires else None,
-        url=share_url(c, token),
-    )
-    return Response(page, media_type="text/html; charset=utf-8", headers=PRIVATE)
+    t = c.texts(i18n.language_of(request))
+    context = {
+        "holder_name": " ".join([*holder.given_names, holder.family_name]),
+        "entries": [
+            _entry(token, a, c.app.links.verify(a.public_id), t) for a in shared.attestations
+        ],
+        "expires_on": t.date(expires.date()) if expires else None,
+        "url": share_url(c, token),
+    }
+    return c.page(request, "share.html", context, headers=PRIVATE)
 
 
 @router.get(
@@ -90,8 +104,8 @@ def _page(c: Context, token: str) -> Response:
     summary="Les attestations qu'un candidat a choisi de partager (lien de partage)",
     response_class=Response,
 )
-async def shared_page(c: Ctx, token: ShareToken) -> Response:
-    return await run_in_threadpool(_page, c, token)
+async def shared_page(request: Request, c: Ctx, token: ShareToken, lang: Lang = None) -> Response:
+    return await run_in_threadpool(_page, request, c, token)
 
 
 def _shared_attestation(c: Context, token: str, attestation_id: str) -> Attestation:
@@ -113,18 +127,17 @@ def _shared_attestation(c: Context, token: str, attestation_id: str) -> Attestat
     summary="Le PDF signé d'une attestation partagée",
     response_class=Response,
 )
-def shared_pdf(c: Ctx, token: ShareToken, attestation_id: AttestationId) -> Response:
+def shared_pdf(
+    request: Request, c: Ctx, token: ShareToken, attestation_id: AttestationId, lang: Lang = None
+) -> Response:
     a = _shared_attestation(c, token, attestation_id)
-    data = cached_pdf(
-        c.pdf_cache / f"{a.public_id}.pdf",
-        lambda: build_signed_pdf(pdf_content(c, a), a.credential, c.pdf_signer),
-        c.pdf_cipher,
-    )
+    language = i18n.language_of(request)
+    data = signed_pdf(c, a, language)
     disposition = f'attachment; filename="attestation-{a.code}.pdf"'
     return Response(
         data,
         media_type="application/pdf",
-        headers={**PRIVATE, "Content-Disposition": disposition},
+        headers={**PRIVATE, **i18n.response_headers(language), "Content-Disposition": disposition},
     )
 
 

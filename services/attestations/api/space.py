@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import segno
 from eventsourcing.persistence import IntegrityError
-from fastapi import APIRouter, Form, Path, Query
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
@@ -27,13 +27,14 @@ from pydantic import StringConstraints
 
 from contracts.referential import load_certification
 from services.attestations.api import views
-from services.attestations.api.routes import PRIVATE, Context, Ctx, pdf_content
+from services.attestations.api.routes import PRIVATE, Context, Ctx, Lang, pdf_content
 from services.attestations.domain.aggregates import Attestation, Holder
 from services.attestations.domain.sharing import DURATIONS, MAX_ATTESTATIONS, ShareLink, describe
-from services.attestations.pdf import cached_pdf, french_date
+from services.attestations.pdf import cached_pdf
 from services.attestations.shares import ShareLinks, ShareRefused
 from services.attestations.transcript import build_signed_transcript, gather
-from services.runtime import tokens
+from services.runtime import i18n, tokens
+from services.runtime.i18n import N_, Texts
 from services.runtime.problems import Conflict, Forbidden
 
 router = APIRouter()
@@ -51,11 +52,11 @@ REFUSED = (
 )
 BUSY = "Votre espace change en ce moment ; réessayez dans un instant."
 DURATION_CHOICES = (  # the form's choices, in DURATIONS' keys
-    ("7d", "7 jours"),
-    ("30d", "30 jours"),
-    ("90d", "90 jours"),
-    ("365d", "1 an"),
-    ("until_revoked", "jusqu'à ce que je le retire"),
+    ("7d", N_("7 jours")),
+    ("30d", N_("30 jours")),
+    ("90d", N_("90 jours")),
+    ("365d", N_("1 an")),
+    ("until_revoked", N_("jusqu'à ce que je le retire")),
 )
 assert {key for key, _ in DURATION_CHOICES} == set(DURATIONS)
 PAGE_TZ = ZoneInfo("Europe/Paris")  # times on the page: the candidates are in France
@@ -73,16 +74,20 @@ def _holder_of(c: Context, token: str) -> tuple[Holder, list[Attestation]]:
     return holder, c.app.attestations_of(center, number) or []
 
 
-def _entry(c: Context, a: Attestation, token: str) -> dict[str, Any]:
+def _lang_param(t: Texts) -> dict[str, str]:
+    """``lang=`` for the links that must open in the page's language (none for French)."""
+    return {} if t.lang == i18n.DEFAULT else {i18n.QUERY_PARAMETER: t.lang}
+
+
+def _entry(c: Context, a: Attestation, token: str, t: Texts) -> dict[str, Any]:
     base = f"/v1/attestations/{a.public_id}"
-    query = urlencode({"token": token})
     return {
-        **views.for_page(a),
+        **views.for_page(a, t),
         "id": a.public_id,
         "superseded_by": a.superseded_by,
         "verify_url": c.app.links.verify(a.public_id),
-        "pdf_url": f"{base}/pdf?{query}",
-        "credential_url": f"{base}/credential?{query}",
+        "pdf_url": f"{base}/pdf?{urlencode({'token': token, **_lang_param(t)})}",
+        "credential_url": f"{base}/credential?{urlencode({'token': token})}",
     }
 
 
@@ -98,42 +103,49 @@ def share_url(c: Context, token: str) -> str:
 def qr_svg(url: str, label: str) -> Markup:
     """The URL as an inline SVG QR code (no request, no script: the CSP allows it)."""
     svg = segno.make(url, error="m", micro=False).svg_inline(
-        scale=4, border=4, dark="#000", light="#fff", svgclass="qr", lineclass=None
+        border=4, dark="#000", light="#fff", svgclass="qr", lineclass=None, omitsize=True
     )
+    # omitsize: a viewBox and no fixed size, so the CSS scales the whole code (not a crop).
     # An image with a name for screen readers. segno's markup holds nothing of the client's
     # (the URL is ours, its token base64url) and the label is escaped.
     named = svg.replace("<svg ", f'<svg role="img" aria-label="{Markup.escape(label)}" ', 1)
     return Markup(named)  # noqa: S704
 
 
-def _when(iso: str | None) -> str | None:
-    if iso is None:
-        return None
-    at = datetime.fromisoformat(iso).astimezone(PAGE_TZ)
-    return f"{french_date(at.date())} à {at:%H:%M}"
+def _local(iso: str) -> datetime:
+    return datetime.fromisoformat(iso).astimezone(PAGE_TZ)
+
+
+def _day(iso: str | None, t: Texts) -> str | None:
+    return t.date(_local(iso).date()) if iso else None
+
+
+def _moment(iso: str, t: Texts) -> str:
+    at = _local(iso)
+    return t.gettext("le %(day)s à %(time)s") % {"day": t.date(at.date()), "time": f"{at:%H:%M}"}
 
 
 def _link_entry(
-    c: Context, link: ShareLink, holder: Holder, titles: dict[str, str], created: str | None
+    c: Context, link: ShareLink, holder: Holder, titles: dict[str, str], t: Texts
 ) -> dict[str, Any]:
     facts = describe(link)
-    url = share_url(c, link.token)
     state = link.state(datetime.now(UTC), holder.links_epoch)
+    url = share_url(c, link.token) if state == "active" else None
     return {
         **facts,
         "state": state,
-        "url": url if state == "active" else None,
-        "qr": qr_svg(url, "QR code du lien de partage") if state == "active" else None,
+        "url": url,
+        "qr": qr_svg(url, t.gettext("QR code du lien de partage")) if url else None,
         "titles": [titles.get(pid, pid) for pid in link.attestation_ids],
-        "created_on": _when(link.created_at),
-        "expires_on": _when(link.expires_at),
-        "revoked_on": _when(link.revoked_at),
-        "openings_on": [_when(at) for at in facts["recent_openings"]],
-        "just_created": facts["id"] == created,
+        "created_on": _day(link.created_at, t),
+        "expires_on": _day(link.expires_at, t),
+        "revoked_on": _day(link.revoked_at, t),
+        "openings_on": [_moment(at, t) for at in facts["recent_openings"]],
     }
 
 
 def _space_page(
+    request: Request,
     c: Context,
     token: str,
     holder: Holder,
@@ -143,31 +155,39 @@ def _space_page(
     error: str | None = None,
     status: int = 200,
 ) -> Response:
-    entries = [_entry(c, a, token) for a in sorted(held, key=_order)]
+    t = c.texts(i18n.language_of(request))
+    entries = [_entry(c, a, token, t) for a in sorted(held, key=_order)]
     by_id = {e["id"]: e for e in entries}
     for e in entries:
         replacement = by_id.get(e["superseded_by"] or "")
         e["superseded_title"] = replacement["title"] if replacement else None
     titles = {e["id"]: f"{e['code']} — {e['title']}" for e in entries}
-    links = [_link_entry(c, link, holder, titles, created) for link in ShareLinks(c.app).of(holder)]
-    page = c.templates.env.get_template("space.html").render(
-        holder_name=" ".join([*holder.given_names, holder.family_name]),
-        token=token,
-        valid=[e for e in entries if e["status"] == "valid"],
-        revoked=[e for e in entries if e["status"] != "valid"],
-        releve_url="/space/releve?" + urlencode({"token": token}),
-        links=links,
-        durations=DURATION_CHOICES,
-        error=error,
-    )
-    return Response(
-        page, status_code=status, media_type="text/html; charset=utf-8", headers=PRIVATE
+    links = [_link_entry(c, link, holder, titles, t) for link in ShareLinks(c.app).of(holder)]
+    for link in links:
+        link["just_created"] = link["id"] == created
+    context = {
+        "holder_name": " ".join([*holder.given_names, holder.family_name]),
+        "token": token,
+        "valid": [e for e in entries if e["status"] == "valid"],
+        "revoked": [e for e in entries if e["status"] != "valid"],
+        "releve_url": "/space/releve?" + urlencode({"token": token, **_lang_param(t)}),
+        "links": links,
+        "durations": [(key, t.gettext(label)) for key, label in DURATION_CHOICES],
+        "error": error,
+    }
+    # The language switch keeps the personal link only (not the mark of a link just made).
+    return c.page(
+        request, "space.html", context, status_code=status, headers=PRIVATE, keep=("token",)
     )
 
 
-def _back_to_space(token: str, anchor: str) -> RedirectResponse:
-    # 303: the browser follows with a GET, so a reload does not post the form again.
-    return RedirectResponse(f"/space?{urlencode({'token': token})}#{anchor}", status_code=303)
+def _back_to_space(request: Request, token: str, anchor: str, **more: str) -> RedirectResponse:
+    """303 to the space, in the language asked for: the browser follows with a GET, so
+    reloading the page does not post the form again."""
+    query = {"token": token, **more}
+    if (lang := i18n.supported(request.query_params.get(i18n.QUERY_PARAMETER))) is not None:
+        query[i18n.QUERY_PARAMETER] = lang
+    return RedirectResponse(f"/space?{urlencode(query)}#{anchor}", status_code=303)
 
 
 @router.get(
@@ -177,12 +197,16 @@ def _back_to_space(token: str, anchor: str) -> RedirectResponse:
     response_class=Response,
 )
 async def personal_space(
+    request: Request,
     c: Ctx,
     token: SpaceToken,
+    lang: Lang = None,
     created: Annotated[str | None, Query(max_length=36, include_in_schema=False)] = None,
 ) -> Response:
     holder, held = await run_in_threadpool(_holder_of, c, token)
-    return await run_in_threadpool(_space_page, c, token, holder, held, created=created)
+    return await run_in_threadpool(
+        lambda: _space_page(request, c, token, holder, held, created=created)
+    )
 
 
 @router.get(
@@ -191,45 +215,37 @@ async def personal_space(
     summary="Le relevé de toutes les attestations en vigueur du candidat (PDF signé, PAdES)",
     response_class=Response,
 )
-def transcript(c: Ctx, token: SpaceToken) -> Response:
+def transcript(request: Request, c: Ctx, token: SpaceToken, lang: Lang = None) -> Response:
     holder, held = _holder_of(c, token)
+    language = i18n.language_of(request)
+    t = c.texts(language)
     valid = [a for a in held if a.status == "valid"]
     today = datetime.now(PAGE_TZ).date()
-    # One file per holder, day and set of attestations in force: built once, then served
-    # from the (encrypted) cache until one of them changes.
-    digest = hashlib.sha256(
-        "\n".join(
-            [
-                holder.exam_center,
-                holder.candidate_number,
-                today.isoformat(),
-                *sorted(a.public_id for a in valid),
-            ]
-        ).encode()
-    ).hexdigest()[:40]
+    # One file per holder, day, language and set of attestations in force: built once, then
+    # served from the (encrypted) cache until one of them changes.
+    key = [holder.exam_center, holder.candidate_number, today.isoformat(), language]
+    digest = hashlib.sha256("\n".join(key + sorted(a.public_id for a in valid)).encode())
 
     def build() -> bytes:
-        contents = [(pdf_content(c, a), a.credential) for a in valid]
-        first = contents[0][0] if contents else None
+        contents = [(pdf_content(c, a, t), a.credential) for a in valid]
         cert = load_certification(holder.certification)
-        return build_signed_transcript(
-            gather(
-                contents,
-                holder_name=" ".join([*holder.given_names, holder.family_name]),
-                certification_code=cert.code,
-                certification_title=cert.title,
-                issuer_name=first.issuer_name if first else cert.certifier.name,
-                produced_on=today,
-            ),
-            c.pdf_signer,
+        document = gather(
+            contents,
+            holder_name=" ".join([*holder.given_names, holder.family_name]),
+            certification_code=cert.code,
+            certification_title=cert.title_in(language),
+            issuer_name=contents[0][0].issuer_name if contents else cert.certifier.name,
+            produced_on=today,
         )
+        return build_signed_transcript(document, c.pdf_signer, t)
 
-    data = cached_pdf(c.pdf_cache / f"releve-{digest}.pdf", build, c.pdf_cipher)
+    data = cached_pdf(c.pdf_cache / f"releve-{digest.hexdigest()[:40]}.pdf", build, c.pdf_cipher)
     return Response(
         data,
         media_type="application/pdf",
         headers={
             **PRIVATE,
+            **i18n.response_headers(language),
             "Content-Disposition": f'attachment; filename="releve-{holder.certification}.pdf"',
         },
     )
@@ -243,8 +259,10 @@ def transcript(c: Ctx, token: SpaceToken) -> Response:
     status_code=303,
 )
 def create_share(
+    request: Request,
     c: Ctx,
     token: FormToken,
+    lang: Lang = None,
     duration: Annotated[str, Form(max_length=16)] = "",
     attestation: Annotated[list[PublicId], Form(max_length=MAX_ATTESTATIONS)] = [],  # noqa: B006
 ) -> Response:
@@ -253,11 +271,11 @@ def create_share(
         link = ShareLinks(c.app).create(holder, attestation, duration)
     except ShareRefused as refused:
         # The candidate's own mistake (nothing ticked): the space again, saying what to fix.
-        return _space_page(c, token, holder, held, error=str(refused), status=422)
+        error = refused.worded(c.texts(i18n.language_of(request)))
+        return _space_page(request, c, token, holder, held, error=error, status=422)
     except IntegrityError:
         raise Conflict(BUSY) from None
-    query = urlencode({"token": token, "created": str(link.id)})
-    return RedirectResponse(f"/space?{query}#partage-{link.id}", status_code=303)
+    return _back_to_space(request, token, f"partage-{link.id}", created=str(link.id))
 
 
 @router.post(
@@ -267,7 +285,9 @@ def create_share(
     response_class=Response,
     status_code=303,
 )
-def revoke_share(c: Ctx, link_id: LinkId, token: FormToken) -> Response:
+def revoke_share(
+    request: Request, c: Ctx, link_id: LinkId, token: FormToken, lang: Lang = None
+) -> Response:
     holder, _ = _holder_of(c, token)
     try:
         revoked = ShareLinks(c.app).revoke(holder, link_id)
@@ -275,4 +295,4 @@ def revoke_share(c: Ctx, link_id: LinkId, token: FormToken) -> Response:
         raise Conflict(BUSY) from None
     if revoked is None:
         raise Forbidden("Ce lien de partage n'est pas l'un des vôtres.")
-    return _back_to_space(token, f"partage-{link_id}")
+    return _back_to_space(request, token, f"partage-{link_id}")
