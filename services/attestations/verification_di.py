@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,9 @@ MAX_NODES = 5_000
 MAX_INT_DIGITS = 30
 #: How far ahead of the verifier's clock a proof or validFrom may be (clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
+
+
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class Hostile(ValueError):
@@ -114,6 +118,9 @@ def _bounded(document: dict[str, Any]) -> None:
             ident = value.get(key)
             if isinstance(ident, str) and ident.startswith("_:"):
                 raise Hostile("identifiant de nœud anonyme (« _: ») refusé")
+            if ident is not None and (not isinstance(ident, str) or not _ABSOLUTE.match(ident)):
+                # A relative IRI: JSON-LD leaves its node out of the RDF, so out of the proof.
+                raise Hostile(f"« {key} » n'est pas une IRI absolue")
         stack.extend((item, depth + 1, False) for k, item in value.items() if k != "@context")
 
 

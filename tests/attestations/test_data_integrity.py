@@ -311,6 +311,13 @@ def test_hostile_json_is_a_failed_format_check(name: str) -> None:
     ]
 
 
+def _prepend_identity(secured: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    forged = copy.deepcopy(secured)
+    identifier = forged["credentialSubject"]["identifier"]
+    identifier.insert(0, {**identifier[0], **entry})
+    return forged
+
+
 def test_hostile_json_ld_is_a_failed_check() -> None:
     secured = di.add_proof(our_credential(), KEY, created=ISSUED)
     cases = {
@@ -319,6 +326,8 @@ def test_hostile_json_ld_is_a_failed_check() -> None:
         ),
         "nested context": dict(secured, credentialSubject={"@context": {"a": "b"}}),
         "blank node id": dict(secured, credentialSubject={"id": "_:b0"}),
+        # Not in the RDF (so not signed), yet first in the JSON a reader takes the name from:
+        "relative id": _prepend_identity(secured, {"id": "x", "identityHash": "Mallory"}),
         "bad proofValue": dict(secured, proof=[dict(secured["proof"][0], proofValue="z0OIl")]),
         "short signature": dict(secured, proof=[dict(secured["proof"][0], proofValue="z1111")]),
         "bad created": dict(secured, proof=[dict(secured["proof"][0], created="yesterday")]),
