@@ -20,6 +20,7 @@ from services.attestations.api.routes import Context, router
 from services.attestations.api.shares import router as shares_router
 from services.attestations.api.space import router as space_router
 from services.attestations.application import AttestationsApp, Links
+from services.attestations.data_integrity_forms import DataIntegrityForms
 from services.attestations.domain.aggregates import Attestation
 from services.attestations.domain.jose import SigningKey
 from services.attestations.identity import Issuers
@@ -136,6 +137,9 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     http.state.verify_limits = VerifyLimits(
         jws_bytes=settings.verify_jws_max_bytes, pdf_bytes=settings.verify_pdf_max_bytes
     )
+    # The Data Integrity form of the credentials and status lists, made on request (kept off
+    # Context too): signed with the key whose kid the stored token names.
+    http.state.data_integrity = DataIntegrityForms(keys.store.load)
     http.include_router(router)
     http.include_router(space_router)
     http.include_router(shares_router)

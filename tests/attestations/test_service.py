@@ -235,8 +235,13 @@ async def test_unknown_attestation_and_bad_requests(
         f"{att.url}/v1/verify", content=b"not a jws", headers={"content-type": "application/vc+jwt"}
     )
     assert garbage.status_code == 200 and garbage.json()["valid"] is False
-    wrong_type = await http.post(
+    # JSON is a credential with a Data Integrity proof (test_verify_hostile_di): "{}" has none.
+    no_proof = await http.post(
         f"{att.url}/v1/verify", content=b"{}", headers={"content-type": "application/json"}
+    )
+    assert no_proof.status_code == 200 and no_proof.json()["valid"] is False
+    wrong_type = await http.post(
+        f"{att.url}/v1/verify", content=b"<a/>", headers={"content-type": "application/xml"}
     )
     assert wrong_type.status_code == 415
     assert (await http.get(f"{att.url}/v1/status-lists/99")).status_code == 404

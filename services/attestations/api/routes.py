@@ -15,8 +15,15 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.attestations.api import views
+from services.attestations.api.data_integrity import (
+    SECURED_FORMS,
+    Format,
+    data_integrity_forms,
+    wants_data_integrity,
+)
 from services.attestations.application import AttestationsApp
 from services.attestations.domain.aggregates import Attestation
+from services.attestations.domain.data_integrity import MEDIA_TYPE as LD_MEDIA_TYPE
 from services.attestations.domain.jose import MEDIA_TYPE
 from services.attestations.identity import did_document
 from services.attestations.pdf import (
@@ -28,6 +35,7 @@ from services.attestations.pdf import (
 )
 from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
 from services.attestations.verification import check_credential, check_pdf
+from services.attestations.verification_di import JSON_TYPES, check_data_integrity
 from services.runtime import i18n, tokens
 from services.runtime.auth import MISSING, bearer_center
 from services.runtime.problems import (
@@ -271,18 +279,36 @@ def revoke_download_links(
 @router.get(
     "/v1/attestations/{attestation_id}/credential",
     tags=["attestations"],
-    summary="Le justificatif signé (application/vc+jwt)",
+    summary="Le justificatif signé (application/vc+jwt, ou application/vc+ld+json avec une "
+    "preuve Data Integrity)",
     response_class=Response,
+    responses=SECURED_FORMS,
 )
 def download_credential(
-    attestation_id: str, c: Ctx, center: OptionalCenter, token: Token = None
+    attestation_id: str,
+    request: Request,
+    c: Ctx,
+    center: OptionalCenter,
+    token: Token = None,
+    form: Format = None,
 ) -> Response:
     attestation = _downloadable(c, attestation_id, center, token)
+    if wants_data_integrity(request, form):
+        return Response(
+            data_integrity_forms(request).of(attestation.credential),
+            media_type=LD_MEDIA_TYPE,
+            headers={
+                **PRIVATE,
+                "Vary": "Accept",
+                "Content-Disposition": f'attachment; filename="{attestation.public_id}.vc.jsonld"',
+            },
+        )
     return Response(
         attestation.credential,
         media_type=MEDIA_TYPE,
         headers={
             **PRIVATE,
+            "Vary": "Accept",
             "Content-Disposition": f'attachment; filename="{attestation.public_id}.vc.jwt"',
         },
     )
@@ -360,12 +386,14 @@ def pdf_content(c: Any, attestation: Attestation, texts: i18n.Texts | None = Non
 @router.post(
     "/v1/verify",
     tags=["vérification"],
-    summary="Vérifier un justificatif (application/vc+jwt) ou un PDF (application/pdf)",
+    summary="Vérifier un justificatif (application/vc+jwt, ou JSON-LD avec une preuve Data "
+    "Integrity : application/vc+ld+json) ou un PDF (application/pdf)",
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
                 MEDIA_TYPE: {"schema": {"type": "string"}},
+                **{media: {"schema": {"type": "object"}} for media in JSON_TYPES},
                 "application/pdf": {"schema": {"type": "string", "format": "binary"}},
             },
         }
@@ -376,11 +404,12 @@ async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
     limits: VerifyLimits = request.app.state.verify_limits
     if content_type == "application/pdf":
         limit, what = limits.pdf_bytes, "Le PDF"
-    elif content_type in (MEDIA_TYPE, "application/jwt", "text/plain"):
+    elif content_type in (MEDIA_TYPE, "application/jwt", "text/plain", *JSON_TYPES):
         limit, what = limits.jws_bytes, "Le justificatif"
     else:
         raise UnsupportedMediaType(
-            f"Envoyez le justificatif en {MEDIA_TYPE} ou l'attestation en application/pdf."
+            f"Envoyez le justificatif en {MEDIA_TYPE} ou {LD_MEDIA_TYPE}, "
+            "ou l'attestation en application/pdf."
         )
     too_large = PayloadTooLarge(f"{what} dépasse {limit} octets : il ne peut pas être vérifié.")
     declared = request.headers.get("content-length", "")
@@ -399,6 +428,11 @@ async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
         inspector: PdfInspector = request.app.state.pdf_inspector
         inspection = await inspector.inspect(body)
         report = await run_in_threadpool(check_pdf, inspection, jwks, lambda p: _status_of(c, p))
+    elif content_type in JSON_TYPES:
+        document = did_document(c.app.issuers.did, jwks)
+        report = await run_in_threadpool(
+            check_data_integrity, body, document, lambda p: _status_of(c, p)
+        )
     else:
         token = body.decode("ascii", errors="replace").strip()
         report = await run_in_threadpool(check_credential, token, jwks, lambda p: _status_of(c, p))
@@ -435,11 +469,17 @@ def did_json(c: Ctx) -> JSONResponse:
 @router.get(
     "/v1/status-lists/{number}",
     tags=["clés"],
-    summary="Liste de statut (W3C Bitstring Status List), signée",
+    summary="Liste de statut (W3C Bitstring Status List), signée (vc+jwt, ou vc+ld+json avec "
+    "une preuve Data Integrity)",
     response_class=Response,
+    responses=SECURED_FORMS,
 )
-def status_list(number: int, c: Ctx) -> Response:
+def status_list(number: int, request: Request, c: Ctx, form: Format = None) -> Response:
     token = c.app.status_list_credential(number)
     if token is None:
         raise NotFound(f"Aucune liste de statut n° {number}.")
-    return Response(token, media_type=MEDIA_TYPE, headers={"Cache-Control": "max-age=60"})
+    headers = {"Cache-Control": "max-age=60", "Vary": "Accept"}
+    if wants_data_integrity(request, form):
+        secured = data_integrity_forms(request).of(token)
+        return Response(secured, media_type=LD_MEDIA_TYPE, headers=headers)
+    return Response(token, media_type=MEDIA_TYPE, headers=headers)
