@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from eventsourcing.persistence import IntegrityError
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -27,6 +28,10 @@ from services.attestations.pdf import (
     cached_pdf,
 )
 from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
+from services.attestations.sd_jwt_vc import MEDIA_TYPE as SD_JWT_MEDIA_TYPE
+from services.attestations.sd_jwt_vc import NotIssuable, issue_sd_jwt_vc
+from services.attestations.sd_jwt_verification import check_sd_jwt_vc
+from services.attestations.token_status import TokenStatusLists
 from services.attestations.verification import check_credential, check_pdf
 from services.runtime import tokens
 from services.runtime.auth import MISSING, bearer_center
@@ -223,16 +228,51 @@ def revoke_download_links(
     }
 
 
+CredentialFormat = Annotated[
+    Literal["vc+jwt", "dc+sd-jwt"],
+    Query(
+        alias="format",
+        description="vc+jwt (défaut) : le justificatif signé à l'émission ; dc+sd-jwt : un "
+        "SD-JWT VC neuf, avec toutes ses divulgations, sans liaison à une clé du porteur (cnf).",
+    ),
+]
+
+
 @router.get(
     "/v1/attestations/{attestation_id}/credential",
     tags=["attestations"],
-    summary="Le justificatif signé (application/vc+jwt)",
+    summary="Le justificatif signé (application/vc+jwt, ou application/dc+sd-jwt)",
     response_class=Response,
+    responses={
+        200: {
+            "content": {
+                MEDIA_TYPE: {"schema": {"type": "string"}},
+                SD_JWT_MEDIA_TYPE: {"schema": {"type": "string"}},
+            }
+        }
+    },
 )
 def download_credential(
-    attestation_id: str, c: Ctx, center: OptionalCenter, token: Token = None
+    attestation_id: str,
+    c: Ctx,
+    center: OptionalCenter,
+    token: Token = None,
+    credential_format: CredentialFormat = "vc+jwt",
 ) -> Response:
     attestation = _downloadable(c, attestation_id, center, token)
+    if credential_format == "dc+sd-jwt":
+        try:
+            issued = issue_sd_jwt_vc(c.app, attestation)
+        except NotIssuable:
+            raise Conflict("Cette attestation est révoquée : aucun justificatif neuf.") from None
+        return Response(
+            issued,
+            media_type=SD_JWT_MEDIA_TYPE,
+            headers={
+                **PRIVATE,
+                "Content-Disposition": f'attachment; filename="{attestation.public_id}.sd-jwt"',
+            },
+        )
     return Response(
         attestation.credential,
         media_type=MEDIA_TYPE,
@@ -294,12 +334,13 @@ def pdf_content(c: Context, attestation: Attestation) -> PdfContent:
 @router.post(
     "/v1/verify",
     tags=["vérification"],
-    summary="Vérifier un justificatif (application/vc+jwt) ou un PDF (application/pdf)",
+    summary="Vérifier un justificatif (application/vc+jwt, application/dc+sd-jwt) ou un PDF",
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
                 MEDIA_TYPE: {"schema": {"type": "string"}},
+                SD_JWT_MEDIA_TYPE: {"schema": {"type": "string"}},
                 "application/pdf": {"schema": {"type": "string", "format": "binary"}},
             },
         }
@@ -310,7 +351,7 @@ async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
     limits: VerifyLimits = request.app.state.verify_limits
     if content_type == "application/pdf":
         limit, what = limits.pdf_bytes, "Le PDF"
-    elif content_type in (MEDIA_TYPE, "application/jwt", "text/plain"):
+    elif content_type in (MEDIA_TYPE, "application/jwt", "text/plain", SD_JWT_MEDIA_TYPE):
         limit, what = limits.jws_bytes, "Le justificatif"
     else:
         raise UnsupportedMediaType(
@@ -333,6 +374,16 @@ async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
         inspector: PdfInspector = request.app.state.pdf_inspector
         inspection = await inspector.inspect(body)
         report = await run_in_threadpool(check_pdf, inspection, jwks, lambda p: _status_of(c, p))
+    elif content_type == SD_JWT_MEDIA_TYPE:
+        lists: TokenStatusLists = request.app.state.token_status
+        return await run_in_threadpool(
+            check_sd_jwt_vc,
+            body.decode("ascii", errors="replace"),
+            jwks,
+            lambda uri, idx: _token_status_of(lists, uri, idx),
+            base_url=c.app.links.base_url,
+            now=int(time.time()),
+        )
     else:
         token = body.decode("ascii", errors="replace").strip()
         report = await run_in_threadpool(check_credential, token, jwks, lambda p: _status_of(c, p))
@@ -352,6 +403,14 @@ def _status_of(c: Context, credential: Mapping[str, Any]) -> tuple[str, str]:
             f"révoquée le {attestation.revoked_at[:10]} : {attestation.revocation_reason}"
         )
     return "valid", "non révoquée"
+
+
+def _token_status_of(lists: TokenStatusLists, uri: str, index: int) -> tuple[str, str]:
+    number = lists.number_of(uri)
+    status = lists.status(number, index) if number is not None else None
+    if status is None:
+        return "unknown", "liste de statut inconnue de l'émetteur"
+    return ("revoked", "révoquée") if status else ("valid", "non révoquée")
 
 
 @router.get("/.well-known/jwks.json", tags=["clés"], summary="Clés publiques, actives et retirées")
