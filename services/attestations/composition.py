@@ -17,6 +17,7 @@ from contracts.referential import load_all
 from contracts.subjects import durable_of
 from services.attestations import wording
 from services.attestations.api.routes import Context, router
+from services.attestations.api.sd_jwt import router as sd_jwt_router
 from services.attestations.api.shares import router as shares_router
 from services.attestations.api.space import router as space_router
 from services.attestations.application import AttestationsApp, Links
@@ -28,6 +29,7 @@ from services.attestations.keys import KeyStore
 from services.attestations.pdf import CacheCipher, PdfSigner
 from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
 from services.attestations.settings import AttestationsSettings
+from services.attestations.token_status import TokenStatusLists
 from services.attestations.translation import translator
 from services.runtime.consumer import ConsumerSpec
 from services.runtime.http import create_app, install_static
@@ -140,7 +142,10 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     # The Data Integrity form of the credentials and status lists, made on request (kept off
     # Context too): signed with the key whose kid the stored token names.
     http.state.data_integrity = DataIntegrityForms(keys.store.load)
+    # The SD-JWT VC form's Token Status Lists (read from the same StatusList aggregates).
+    http.state.token_status = TokenStatusLists(app)
     http.include_router(router)
+    http.include_router(sd_jwt_router)
     http.include_router(space_router)
     http.include_router(shares_router)
     return http

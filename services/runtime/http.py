@@ -325,7 +325,7 @@ DOCS_CSP = (
 )
 # Public documents a verifier on another origin fetches (keys, DID document, status lists):
 # readable cross-origin (CORS, no credentials) and embeddable (CORP cross-origin).
-PUBLIC_PREFIXES = ("/.well-known/", "/v1/status-lists/")
+PUBLIC_PREFIXES = ("/.well-known/", "/v1/status-lists/", "/v1/token-status-lists/", "/vct/")
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.I)
 
 

@@ -330,3 +330,76 @@ async def test_pdfs_beyond_the_waiting_room_get_429(
             assert busy.headers["content-type"] == "application/problem+json"
             assert busy.headers["retry-after"] == "5"
             assert "réessayez" in busy.json()["detail"]
+
+
+SD_JWT_TYPE = {"content-type": "application/dc+sd-jwt"}
+
+
+async def test_hostile_sd_jwts_are_failed_checks_never_5xx(
+    services: tuple[Registry, Attestations],
+) -> None:
+    """The SD-JWT VC form: every malformed JWS above (as an SD-JWT too), and SD-JWTs signed
+    with the issuer's real key whose disclosures, digests or claims are hostile."""
+    from services.attestations.domain import sd_jwt
+    from services.attestations.domain.jose import sign_typed
+
+    _, att = services
+    key = att.app.signing_key()
+    base = att.app.links.base_url
+    good = {
+        "iss": att.app.issuers.did,
+        "iat": 1_800_000_000,
+        "vct": f"{base}/vct/RNCP40705/bloc",
+        "status": {"status_list": {"idx": 0, "uri": f"{base}/v1/token-status-lists/1"}},
+        "_sd_alg": "sha-256",
+    }
+    deep_text = '["salt","bloc",' + "[" * 3_000 + "]" * 3_000 + "]"
+    deep = sd_jwt.Disclosure(sd_jwt.b64url(deep_text.encode()), "salt", "bloc", None)
+    nested: Any = 1
+    for _ in range(30):
+        nested = {"a": nested}
+    nest = sd_jwt.disclose("bloc", nested)
+    one = sd_jwt.disclose("given_name", "Léa")
+
+    def signed(payload: dict[str, Any], *disclosures: str) -> bytes:
+        return "~".join([sign_typed(payload, key, "dc+sd-jwt"), *disclosures, ""]).encode()
+
+    hostile = {
+        **{f"{name} (jws)": body for name, body in HOSTILE_JWS.items()},
+        **{f"{name} (sd-jwt)": body + b"~" for name, body in HOSTILE_JWS.items()},
+        "10k disclosures": signed(good, *(["WyJhIiwiYiIsMV0"] * 3_000)),
+        "empty disclosure": signed(good, "", one.encoded),
+        "bad base64 disclosure": signed({**good, "_sd": [one.digest]}, "!!!"),
+        "disclosure not an array": signed({**good, "_sd": []}, sd_jwt.b64url(b'{"a":1}')),
+        "3k-deep disclosure": signed({**good, "_sd": [deep.digest]}, deep.encoded),
+        "30-deep disclosure": signed({**good, "_sd": [nest.digest]}, nest.encoded),
+        "duplicate digests": signed({**good, "_sd": [one.digest] * 2}, one.encoded),
+        "duplicate disclosure": signed({**good, "_sd": [one.digest]}, one.encoded, one.encoded),
+        "_sd not a list": signed({**good, "_sd": {"a": 1}}),
+        "digest not a string": signed({**good, "_sd": [7, None]}),
+        "10k digests": signed({**good, "_sd": ["x" * 3] * 10_000}),
+        "idx out of range": signed(
+            {
+                **good,
+                "status": {"status_list": {"idx": 2**62, "uri": f"{base}/v1/token-status-lists/1"}},
+            }
+        ),
+        "idx a float": signed({**good, "status": {"status_list": {"idx": 1.5, "uri": "u"}}}),
+        "foreign vct": signed({**good, "vct": "https://evil.example/vct"}),
+        "no iss": signed({k: v for k, v in good.items() if k != "iss"}),
+        "garbage KB-JWT": signed(good) + b"\xff.\xfe.\xfd",
+        "KB-JWT without cnf": signed(good) + b"a.b.c",
+        "KB-JWT with a bad cnf": signed({**good, "cnf": {"jwk": {"kty": "OKP", "x": 1}}})
+        + b"e30.e30.c2ln",
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        for name, body in hostile.items():
+            r = await http.post(f"{att.url}/v1/verify", content=body, headers=SD_JWT_TYPE)
+            if len(body) > 64 * 1024:
+                assert r.status_code == 413, (name, r.text)
+                continue
+            assert r.status_code == 200, (name, r.text)
+            report = r.json()
+            assert report["valid"] is False and report["format"] == "dc+sd-jwt", (name, report)
+            assert not all(c["ok"] for c in report["checks"]), name
+            assert "given_name" not in report.get("claims", {}), name

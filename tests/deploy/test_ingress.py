@@ -39,7 +39,14 @@ from tests.support.processes import ServedApp, free_port, port_open, wait_for
 
 NGINX_CONF = DEPLOY / "nginx" / "certibloc.conf"
 ANNOTATION = "nginx.ingress.kubernetes.io/"
-PUBLIC_PREFIXES = {"/v/", "/.well-known/", "/v1/status-lists/", "/static/"}
+PUBLIC_PREFIXES = {
+    "/v/",
+    "/.well-known/",
+    "/v1/status-lists/",
+    "/v1/token-status-lists/",
+    "/vct/",
+    "/static/",
+}
 
 
 def ingresses() -> dict[str, dict[str, Any]]:

@@ -80,6 +80,8 @@ OPERATIONS: dict[str, list[str]] = {
         "GET /.well-known/jwks.json",
         "GET /.well-known/did.json",
         "GET /v1/status-lists/{number}",
+        "GET /v1/token-status-lists/{number}",
+        "GET /vct/{certification}/{kind}",
         "POST /v1/candidates/{candidate_number}/download-links/revoke",
         "GET /space",
         "GET /space/releve",
@@ -130,6 +132,7 @@ def _params() -> list[Any]:
 
 # The verification upload's two media types go on the wire as the generated text or bytes are.
 schemathesis.serializer.alias("application/vc+jwt", "text/plain")
+schemathesis.serializer.alias("application/dc+sd-jwt", "text/plain")
 schemathesis.serializer.alias("application/pdf", "application/octet-stream")
 
 
@@ -173,6 +176,12 @@ def known(system: System) -> Known:
             return str(found[0]["delivery_key"]) if found else None
 
         delivery_key = wait_for(mailed, timeout=60)
+        sd_jwt = http.get(
+            f"{att}/v1/attestations/{attestation}/credential",
+            params={"format": "dc+sd-jwt"},
+            headers=auth,
+        )
+        assert sd_jwt.status_code == 200, sd_jwt.text
         pdf = http.get(f"{att}/v1/attestations/{attestation}/pdf", headers=auth)
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF"), pdf.text
     person = {"query": {"candidate_number": "F1"}}
@@ -188,13 +197,21 @@ def known(system: System) -> Known:
             "path": {"attestation_id": attestation}
         },
         ("attestations", "GET /v1/status-lists/{number}"): {"path": {"number": number}},
+        ("attestations", "GET /v1/token-status-lists/{number}"): {"path": {"number": number}},
+        ("attestations", "GET /vct/{certification}/{kind}"): {
+            "path": {"certification": "RNCP40705"}
+        },
         ("attestations", "POST /v1/candidates/{candidate_number}/download-links/revoke"): {
             "path": {"candidate_number": "F1"}
         },
         # Genuine documents, as they were issued (their hostile variants are the PDF and JWS
         # mutation fuzz's business): verified on the same footing as the generated bodies.
         ("attestations", "POST /v1/verify"): {
-            "bodies": {"application/vc+jwt": credential.text, "application/pdf": pdf.content}
+            "bodies": {
+                "application/vc+jwt": credential.text,
+                "application/dc+sd-jwt": sd_jwt.text,
+                "application/pdf": pdf.content,
+            }
         },
         ("notifications", "GET /v1/notifications"): person,
         ("notifications", "POST /v1/notifications/{delivery_key}/replay"): {

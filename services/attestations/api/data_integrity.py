@@ -1,6 +1,6 @@
-"""Serving the Data Integrity form next to the JWS: ``?format=ldp_vc`` or content negotiation
-(``Accept: application/vc+ld+json`` or ``application/ld+json``) on the routes that serve a
-credential; the JWS stays the default."""
+"""Choosing a credential's form on the routes that serve one: the JWS by default,
+the Data Integrity form with ``?format=ldp_vc`` or content negotiation (``Accept:
+application/vc+ld+json`` or ``application/ld+json``), an SD-JWT VC with ``?format=dc+sd-jwt``."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ from fastapi import Query, Request
 from services.attestations.data_integrity_forms import DataIntegrityForms
 from services.attestations.domain.data_integrity import MEDIA_TYPE as LD_MEDIA_TYPE
 from services.attestations.domain.jose import MEDIA_TYPE
+from services.attestations.sd_jwt_vc import MEDIA_TYPE as SD_JWT_MEDIA_TYPE
 
 Format = Annotated[
-    Literal["jwt", "ldp_vc"] | None,
+    Literal["jwt", "ldp_vc", "dc+sd-jwt"] | None,
     Query(
         alias="format",
-        description="jwt : application/vc+jwt (par défaut) ; ldp_vc : application/vc+ld+json, "
-        "preuve Data Integrity eddsa-rdfc-2022 (aussi avec Accept: application/vc+ld+json "
-        "ou application/ld+json)",
+        description="jwt : application/vc+jwt (par défaut), le justificatif signé à "
+        "l'émission ; ldp_vc : application/vc+ld+json, preuve Data Integrity eddsa-rdfc-2022 "
+        "(aussi avec Accept: application/vc+ld+json ou application/ld+json) ; dc+sd-jwt : "
+        "application/dc+sd-jwt, un SD-JWT VC neuf avec toutes ses divulgations, sans liaison "
+        "à une clé du porteur (cnf : par OpenID4VCI).",
     ),
 ]
 #: Both forms of a credential, as the routes that serve one document them.
@@ -27,6 +30,7 @@ SECURED_FORMS: dict[int | str, dict[str, Any]] = {
         "content": {
             MEDIA_TYPE: {"schema": {"type": "string"}},
             LD_MEDIA_TYPE: {"schema": {"type": "object"}},
+            SD_JWT_MEDIA_TYPE: {"schema": {"type": "string"}},
         }
     }
 }

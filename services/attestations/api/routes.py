@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path as FilePath
@@ -34,6 +35,10 @@ from services.attestations.pdf import (
     cached_pdf,
 )
 from services.attestations.pdf_inspection import PdfInspector, VerifyLimits
+from services.attestations.sd_jwt_vc import MEDIA_TYPE as SD_JWT_MEDIA_TYPE
+from services.attestations.sd_jwt_vc import NotIssuable, issue_sd_jwt_vc
+from services.attestations.sd_jwt_verification import check_sd_jwt_vc
+from services.attestations.token_status import TokenStatusLists
 from services.attestations.verification import check_credential, check_pdf
 from services.attestations.verification_di import JSON_TYPES, check_data_integrity
 from services.runtime import i18n, tokens
@@ -279,8 +284,8 @@ def revoke_download_links(
 @router.get(
     "/v1/attestations/{attestation_id}/credential",
     tags=["attestations"],
-    summary="Le justificatif signé (application/vc+jwt, ou application/vc+ld+json avec une "
-    "preuve Data Integrity)",
+    summary="Le justificatif signé (application/vc+jwt ; application/vc+ld+json avec une "
+    "preuve Data Integrity ; application/dc+sd-jwt)",
     response_class=Response,
     responses=SECURED_FORMS,
 )
@@ -293,6 +298,19 @@ def download_credential(
     form: Format = None,
 ) -> Response:
     attestation = _downloadable(c, attestation_id, center, token)
+    if form == "dc+sd-jwt":
+        try:
+            issued = issue_sd_jwt_vc(c.app, attestation)
+        except NotIssuable:
+            raise Conflict("Cette attestation est révoquée : aucun justificatif neuf.") from None
+        return Response(
+            issued,
+            media_type=SD_JWT_MEDIA_TYPE,
+            headers={
+                **PRIVATE,
+                "Content-Disposition": f'attachment; filename="{attestation.public_id}.sd-jwt"',
+            },
+        )
     if wants_data_integrity(request, form):
         return Response(
             data_integrity_forms(request).of(attestation.credential),
@@ -386,14 +404,15 @@ def pdf_content(c: Any, attestation: Attestation, texts: i18n.Texts | None = Non
 @router.post(
     "/v1/verify",
     tags=["vérification"],
-    summary="Vérifier un justificatif (application/vc+jwt, ou JSON-LD avec une preuve Data "
-    "Integrity : application/vc+ld+json) ou un PDF (application/pdf)",
+    summary="Vérifier un justificatif (application/vc+jwt ; JSON-LD avec une preuve Data "
+    "Integrity : application/vc+ld+json ; application/dc+sd-jwt) ou un PDF (application/pdf)",
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
                 MEDIA_TYPE: {"schema": {"type": "string"}},
                 **{media: {"schema": {"type": "object"}} for media in JSON_TYPES},
+                SD_JWT_MEDIA_TYPE: {"schema": {"type": "string"}},
                 "application/pdf": {"schema": {"type": "string", "format": "binary"}},
             },
         }
@@ -404,12 +423,18 @@ async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
     limits: VerifyLimits = request.app.state.verify_limits
     if content_type == "application/pdf":
         limit, what = limits.pdf_bytes, "Le PDF"
-    elif content_type in (MEDIA_TYPE, "application/jwt", "text/plain", *JSON_TYPES):
+    elif content_type in (
+        MEDIA_TYPE,
+        "application/jwt",
+        "text/plain",
+        SD_JWT_MEDIA_TYPE,
+        *JSON_TYPES,
+    ):
         limit, what = limits.jws_bytes, "Le justificatif"
     else:
         raise UnsupportedMediaType(
-            f"Envoyez le justificatif en {MEDIA_TYPE} ou {LD_MEDIA_TYPE}, "
-            "ou l'attestation en application/pdf."
+            f"Envoyez le justificatif en {MEDIA_TYPE}, {LD_MEDIA_TYPE} ou "
+            f"{SD_JWT_MEDIA_TYPE}, ou l'attestation en application/pdf."
         )
     too_large = PayloadTooLarge(f"{what} dépasse {limit} octets : il ne peut pas être vérifié.")
     declared = request.headers.get("content-length", "")
@@ -433,6 +458,16 @@ async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
         report = await run_in_threadpool(
             check_data_integrity, body, document, lambda p: _status_of(c, p)
         )
+    elif content_type == SD_JWT_MEDIA_TYPE:
+        lists: TokenStatusLists = request.app.state.token_status
+        return await run_in_threadpool(
+            check_sd_jwt_vc,
+            body.decode("ascii", errors="replace"),
+            jwks,
+            lambda uri, idx: _token_status_of(lists, uri, idx),
+            base_url=c.app.links.base_url,
+            now=int(time.time()),
+        )
     else:
         token = body.decode("ascii", errors="replace").strip()
         report = await run_in_threadpool(check_credential, token, jwks, lambda p: _status_of(c, p))
@@ -452,6 +487,14 @@ def _status_of(c: Context, credential: Mapping[str, Any]) -> tuple[str, str]:
             f"révoquée le {attestation.revoked_at[:10]} : {attestation.revocation_reason}"
         )
     return "valid", "non révoquée"
+
+
+def _token_status_of(lists: TokenStatusLists, uri: str, index: int) -> tuple[str, str]:
+    number = lists.number_of(uri)
+    status = lists.status(number, index) if number is not None else None
+    if status is None:
+        return "unknown", "liste de statut inconnue de l'émetteur"
+    return ("revoked", "révoquée") if status else ("valid", "non révoquée")
 
 
 @router.get("/.well-known/jwks.json", tags=["clés"], summary="Clés publiques, actives et retirées")

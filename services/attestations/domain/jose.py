@@ -142,6 +142,15 @@ def sign_credential(credential: Mapping[str, Any], key: SigningKey) -> str:
     return sign(claims, key)
 
 
+def sign_typed(payload: Mapping[str, Any], key: SigningKey, typ: str) -> str:
+    """A compact JWS of ``payload`` under the header ``{"alg": "EdDSA", "typ": typ, "kid": …}``:
+    what the other JOSE forms of this service (``dc+sd-jwt``, ``statuslist+jwt``) are signed as."""
+    header = {"alg": SIGNING_ALG, "typ": typ, "kid": key.kid}
+    signing_input = f"{_b64url(orjson.dumps(header))}.{_b64url(orjson.dumps(payload))}".encode()
+    signature = _b64url(key.private_key.sign(signing_input))
+    return f"{signing_input.decode('ascii')}.{signature}"
+
+
 def sign(payload: dict[str, Any], key: SigningKey) -> str:
     """The credential secured as a compact JWS (media type ``application/vc+jwt``).
 
@@ -264,10 +273,21 @@ def verify(token: str | bytes, jwks: Mapping[str, Any]) -> dict[str, Any]:
     ``kid``), "signature" (the signature does not verify with that key) or "claims" (it does,
     but ``iss``, ``jti`` or the kid's DID contradict the credential: ``check_claims``).
     """
+    header, payload = verify_compact(token, jwks, TYP)
+    check_claims(header["kid"], payload)
+    return payload
+
+
+def verify_compact(
+    token: str | bytes, jwks: Mapping[str, Any], typ_expected: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, payload) of a compact JWS of type ``typ_expected`` (also accepted with its
+    ``application/`` prefix, any case) whose signature verifies with the key of ``jwks`` its
+    ``kid`` names; VerificationError as ``verify`` says, the claims left unchecked."""
     header = unverified_header(token)
     typ = header.get("typ")
-    if not isinstance(typ, str) or typ.lower() not in (TYP, MEDIA_TYPE):
-        raise VerificationError("format", f"header typ is {typ!r}, expected '{TYP}'")
+    if not isinstance(typ, str) or typ.lower() not in (typ_expected, f"application/{typ_expected}"):
+        raise VerificationError("format", f"header typ is {typ!r}, expected '{typ_expected}'")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise VerificationError("issuer-key", "the JWS header names no key (kid)")
@@ -305,5 +325,4 @@ def verify(token: str | bytes, jwks: Mapping[str, Any]) -> dict[str, Any]:
         raise VerificationError("format", "the JWS payload is not JSON") from None
     if not isinstance(payload, dict):
         raise VerificationError("format", "the JWS payload is not a credential (JSON object)")
-    check_claims(kid, payload)
-    return payload
+    return header, payload
