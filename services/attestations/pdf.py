@@ -399,6 +399,23 @@ def _decision_sentence(content: PdfContent, texts: Texts | None = None) -> str:
     return ", ".join(parts) + "."
 
 
+def draw_page_frame(canvas: Canvas, heading: str, footer: str) -> None:
+    """What every page of our documents has: the accent band, a heading line (WinAnsi
+    text), a footer line and its rule ("page n / N" is drawn by ``_NumberedCanvas``)."""
+    canvas.saveState()
+    canvas.setFillColor(_ACCENT)
+    canvas.rect(0, _PAGE_H - 5 * mm, _PAGE_W, 5 * mm, stroke=0, fill=1)
+    canvas.setFillColor(_MUTED)
+    canvas.setFont("Helvetica-Bold", 8)
+    canvas.drawString(_MARGIN, _PAGE_H - 12 * mm, heading)
+    canvas.setFont("Helvetica", 8)
+    canvas.drawString(_MARGIN, 12 * mm, footer)
+    canvas.setStrokeColor(_RULE)
+    canvas.setLineWidth(0.6)
+    canvas.line(_MARGIN, 15.5 * mm, _PAGE_W - _MARGIN, 15.5 * mm)
+    canvas.restoreState()
+
+
 def _page_decorations(
     content: PdfContent, texts: Texts | None = None
 ) -> tuple[Callable[..., None], Callable[..., None]]:
@@ -415,18 +432,7 @@ def _page_decorations(
     box_title = Paragraph(_markup(_("Vérifier cette attestation")), _STYLES["box_title"])
 
     def common(canvas: Canvas, doc: Any) -> None:
-        canvas.saveState()
-        canvas.setFillColor(_ACCENT)
-        canvas.rect(0, _PAGE_H - 5 * mm, _PAGE_W, 5 * mm, stroke=0, fill=1)
-        canvas.setFillColor(_MUTED)
-        canvas.setFont("Helvetica-Bold", 8)
-        canvas.drawString(_MARGIN, _PAGE_H - 12 * mm, issuer if doc.page == 1 else running)
-        canvas.setFont("Helvetica", 8)
-        canvas.drawString(_MARGIN, 12 * mm, footer)  # "page n / N": _NumberedCanvas
-        canvas.setStrokeColor(_RULE)
-        canvas.setLineWidth(0.6)
-        canvas.line(_MARGIN, 15.5 * mm, _PAGE_W - _MARGIN, 15.5 * mm)
-        canvas.restoreState()
+        draw_page_frame(canvas, issuer if doc.page == 1 else running, footer)
 
     def first_page(canvas: Canvas, doc: Any) -> None:
         common(canvas, doc)

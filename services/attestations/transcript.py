@@ -31,7 +31,6 @@ from services.attestations.pdf import (
     _ACCENT,
     _INK,
     _MARGIN,
-    _MUTED,
     _PAGE_H,
     _PAGE_W,
     _PANEL,
@@ -44,6 +43,7 @@ from services.attestations.pdf import (
     _markup,
     _NumberedCanvas,
     _winansi,
+    draw_page_frame,
 )
 from services.runtime.i18n import Texts, french
 
@@ -176,18 +176,7 @@ def _decorations(t: Transcript, x: Texts) -> Any:
     footer = _winansi(x.gettext("Relevé produit le %(day)s") % {"day": x.date(t.produced_on)})
 
     def on_page(canvas: Any, doc: Any) -> None:
-        canvas.saveState()
-        canvas.setFillColor(_ACCENT)
-        canvas.rect(0, _PAGE_H - 5 * mm, _PAGE_W, 5 * mm, stroke=0, fill=1)
-        canvas.setFillColor(_MUTED)
-        canvas.setFont("Helvetica-Bold", 8)
-        canvas.drawString(_MARGIN, _PAGE_H - 12 * mm, issuer if doc.page == 1 else running)
-        canvas.setFont("Helvetica", 8)
-        canvas.drawString(_MARGIN, 12 * mm, footer)  # "page n / N": _NumberedCanvas
-        canvas.setStrokeColor(_RULE)
-        canvas.setLineWidth(0.6)
-        canvas.line(_MARGIN, 15.5 * mm, _PAGE_W - _MARGIN, 15.5 * mm)
-        canvas.restoreState()
+        draw_page_frame(canvas, issuer if doc.page == 1 else running, footer)
 
     return on_page
 

@@ -180,8 +180,15 @@ def check_credential(
             "schema", not problems, "; ".join(problems[:5]) or "conforme VC 2.0 et Open Badges 3.0"
         )
     )
+    return conclude(report, payload, status_lookup)
+
+
+def conclude(
+    report: Report, credential: Mapping[str, Any], status_lookup: StatusLookup | None
+) -> Report:
+    """The status check (when a lookup is given) and the verdict: valid if every check is."""
     if status_lookup is not None:
-        status, detail = status_lookup(payload)
+        status, detail = status_lookup(credential)
         report.status = status
         report.checks.append(Check("status", status == "valid", detail))
     else:

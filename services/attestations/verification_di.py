@@ -34,6 +34,7 @@ from services.attestations.verification import (
     Check,
     Report,
     StatusLookup,
+    conclude,
     schema_problems,
 )
 
@@ -238,11 +239,4 @@ def check_data_integrity(
         )
     )
     report.checks.append(_dates(credential, proof, now or datetime.now(UTC)))
-    if status_lookup is not None:
-        status, detail = status_lookup(credential)
-        report.status = status
-        report.checks.append(Check("status", status == "valid", detail))
-    else:
-        report.status = "unchecked"
-    report.valid = all(c.ok for c in report.checks)
-    return report
+    return conclude(report, credential, status_lookup)
