@@ -1,4 +1,5 @@
-"""Benchmark: the attestation PDF, render, sign and render + sign, medians over N runs (ms).
+"""Benchmark: the attestation PDF, render, sign and render + sign, and the relevé of a
+diploma holder (13 attestations), medians over N runs (ms).
 
     python -m bench.pdf_timing [--runs 30]
 
@@ -10,6 +11,7 @@ does: layout, attachment and signature in one incremental update).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from contracts.referential import load_certification
 from services.attestations.pdf import PdfContent, PdfSigner, build_signed_pdf, render
+from services.attestations.transcript import build_signed_transcript, gather
 
 # The referential's own wording: the bench renders what a real attestation shows.
 COMPETENCES = tuple(load_certification("RNCP40705").bloc("RNCP40705BC01").competences)  # type: ignore[union-attr]
@@ -40,6 +43,19 @@ CONTENT = PdfContent(
 JWS = "eyJhbGciOiJFZERTQSIsInR5cCI6InZjK2p3dCJ9." + "A" * 2400 + "." + "B" * 86
 
 
+def releve_entries() -> list[tuple[PdfContent, str]]:
+    """The diploma and its 12 blocs, as a full holder's relevé lists them."""
+    cert = load_certification("RNCP40705")
+    blocs = [
+        dataclasses.replace(CONTENT, code=b.code, title=b.title, competences=())
+        for b in cert.mandatory_blocs
+    ]
+    diploma = dataclasses.replace(
+        CONTENT, kind="certification", code=cert.code, title=cert.title, mention="Bien"
+    )
+    return [(c, JWS) for c in [diploma, *blocs]]
+
+
 def median_ms(fn: Callable[[], object], runs: int) -> float:
     times = []
     for _ in range(runs):
@@ -58,11 +74,23 @@ def main() -> None:
         unsigned = render(CONTENT, JWS)
         signed = build_signed_pdf(CONTENT, JWS, signer)  # warm-up (imports, caches)
         signer.sign(unsigned)
+        releve = gather(
+            releve_entries(),
+            holder_name=CONTENT.holder_name,
+            certification_code=CONTENT.certification_code,
+            certification_title=CONTENT.certification_title,
+            issuer_name=CONTENT.issuer_name,
+            produced_on=date(2026, 12, 3),
+        )
+        build_signed_transcript(releve, signer)  # warm-up
         results = {
             "render": median_ms(lambda: render(CONTENT, JWS), args.runs),
             "sign": median_ms(lambda: signer.sign(unsigned), args.runs),
             "render+sign (build_signed_pdf)": median_ms(
                 lambda: build_signed_pdf(CONTENT, JWS, signer), args.runs
+            ),
+            "relevé, 13 lines, signed": median_ms(
+                lambda: build_signed_transcript(releve, signer), args.runs
             ),
         }
     print(f"attestation PDF, {len(COMPETENCES)} competences, {len(signed):,} bytes signed")
