@@ -25,7 +25,7 @@ from services.attestations.domain.aggregates import (
     StatusList,
 )
 from services.attestations.domain.jose import SigningKey, sign_credential
-from services.attestations.domain.sharing import ShareLink
+from services.attestations.domain.sharing import HolderShares, ShareLink
 from services.attestations.identity import Issuers
 from services.runtime import centers
 from services.runtime.messages import HandlerTable, Rejected, Unit
@@ -53,7 +53,7 @@ class AttestationsApp(ServiceApplication):
     # history grows by one event per batch): kept between units instead of replayed.
     cached_types = (Holder, StatusAllocator)
     # A share link opened for months gains an event per OPENING_WINDOW: read from a snapshot.
-    snapshotting_intervals = {ShareLink: 100}  # noqa: RUF012  # eventsourcing's class attribute
+    snapshotting_intervals = {ShareLink: 100, HolderShares: 100}  # noqa: RUF012  # eventsourcing's
 
     def __init__(
         self,
@@ -295,7 +295,10 @@ class AttestationsApp(ServiceApplication):
             aggregate_id = Attestation.create_id(public_id)
         except ValueError:
             return None
-        return self.get_optional(aggregate_id, Attestation)
+        try:
+            return self.get_optional(aggregate_id, Attestation)
+        except TypeError:  # the id of another record (a holder's, a share link's): none
+            return None
 
     def current_version(self, public_id: str) -> int | None:
         """The attestation's latest event version, without decoding anything (cheap)."""

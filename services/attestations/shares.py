@@ -19,6 +19,8 @@ from services.attestations.application import AttestationsApp
 from services.attestations.domain.aggregates import Attestation, Holder
 from services.attestations.domain.sharing import (
     DURATIONS,
+    LISTED_LINKS,
+    MAX_ACTIVE_LINKS,
     MAX_ATTESTATIONS,
     MAX_LINKS,
     HolderShares,
@@ -84,6 +86,15 @@ class ShareLinks:
                     code=attestation.code,
                 )
         index = self._index(holder) or HolderShares(holder.exam_center, holder.candidate_number)
+        now = self.clock()
+        if len(index.active(now, holder.links_epoch)) >= MAX_ACTIVE_LINKS:
+            raise ShareRefused(
+                N_(
+                    "Vous avez déjà %(n)d liens de partage actifs, le maximum : retirez-en un "
+                    "pour en créer un autre."
+                ),
+                n=MAX_ACTIVE_LINKS,
+            )
         if index.full:
             raise ShareRefused(
                 N_(
@@ -92,7 +103,6 @@ class ShareLinks:
                 ),
                 n=MAX_LINKS,
             )
-        now = self.clock()
         lifetime = DURATIONS[duration]
         link = ShareLink(
             token=new_token(),
@@ -103,16 +113,21 @@ class ShareLinks:
             expires_at=(now + lifetime).isoformat() if lifetime else None,
             links_epoch=holder.links_epoch,
         )
-        index.add(link_id=str(link.id), at=now.isoformat())
+        index.add(
+            link_id=str(link.id),
+            at=now.isoformat(),
+            expires_at=link.expires_at,
+            links_epoch=link.links_epoch,
+        )
         self.app.save(index, link)  # one transaction: listed if and only if it exists
         return link
 
-    def of(self, holder: Holder) -> list[ShareLink]:
-        """The candidate's links, newest first."""
+    def of(self, holder: Holder, limit: int = LISTED_LINKS) -> list[ShareLink]:
+        """The candidate's latest links, newest first."""
         index = self._index(holder)
         if index is None:
             return []
-        found = [self._link(link_id) for link_id in reversed(index.links)]
+        found = [self._link(link_id) for link_id in reversed(index.links[-limit:])]
         return [link for link in found if link is not None]
 
     def revoke(self, holder: Holder, link_id: str) -> ShareLink | None:
@@ -123,8 +138,10 @@ class ShareLinks:
         link = self._link(link_id)
         if link is None:
             return None
-        if link.revoke(at=self.clock().isoformat(), by="holder"):
-            self.app.save(link)
+        at = self.clock().isoformat()
+        if link.revoke(at=at, by="holder"):
+            index.withdraw(link_id=link_id, at=at)
+            self.app.save(link, index)  # one transaction: no longer counted once withdrawn
         return link
 
     def open(self, token: str) -> Shared | None:

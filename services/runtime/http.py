@@ -118,7 +118,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
+        log.exception("unhandled error", extra={"path": loggable_path(request.scope)})
         return problem_response(InternalError("Erreur interne ; elle a été journalisée."), request)
 
 
@@ -235,7 +235,7 @@ class RequestContextMiddleware:
                     "request",
                     extra={
                         "method": scope["method"],
-                        "path": scope["path"],
+                        "path": loggable_path(scope),
                         "route": route,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 2),
@@ -243,6 +243,24 @@ class RequestContextMiddleware:
                 )
             tracing.deactivate(trace_token)
             request_id.reset(token)
+
+
+# Path parameters that are secrets (a share link's token): never written to the logs.
+SECRET_PATH_PARAMETERS = frozenset({"token"})
+
+
+def loggable_path(scope: Scope) -> str:
+    """The request's path as the logs may keep it: the route's template where a path
+    parameter is a secret (``/s/{token}``), the first segment alone when no route matched
+    (a mistyped secret link must not land in the logs either), else the path itself."""
+    route = getattr(scope.get("route"), "path", None)
+    path = str(scope.get("path", ""))
+    if route is None:
+        first = path.split("/", 2)[1] if path.count("/") > 1 else path.strip("/")
+        return f"/{first}/…" if path.count("/") > 1 else path
+    if any(f"{{{name}}}" in route for name in SECRET_PATH_PARAMETERS):
+        return str(route)
+    return path
 
 
 def _incoming(scope: Scope) -> tuple[str | None, str | None, str | None]:

@@ -4,21 +4,31 @@ forms posted from the personal space, the page behind a link, its revocation, it
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from datetime import UTC, datetime
 from html import unescape
 from io import BytesIO
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pypdf
+import pytest
 from markupsafe import escape
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
-from services.attestations.domain.sharing import OPENING_WINDOW, TOKEN_BYTES
+from services.attestations.domain.aggregates import Holder
+from services.attestations.domain.sharing import (
+    MAX_ACTIVE_LINKS,
+    OPENING_WINDOW,
+    TOKEN_BYTES,
+    HolderShares,
+    share_id,
+)
 from services.attestations.shares import ShareLinks
 from services.runtime import tokens
 from tests.attestations.harness import Attestations
@@ -320,3 +330,93 @@ async def test_the_space_the_share_page_and_the_releve_speak_english_on_request(
         text = " ".join(reader.pages[0].extract_text().split())
         assert "Statement of attestations" in text and "How obtained" in text
         assert reader.trailer["/Root"]["/Lang"] == "en"
+
+
+async def test_what_the_review_found_stays_fixed(
+    services: tuple[Registry, Attestations], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A share link's secret never reaches the logs; an id of another kind of record is a
+    404, not a 500; a shared attestation revoked since offers no file; the space's file links
+    open one attestation, not the space; a dead personal link gets a page, not JSON; at most
+    MAX_ACTIVE_LINKS links in force, and withdrawing one makes room."""
+    registry, att = services
+    caplog.set_level(logging.INFO)
+    auth = registry.auth()
+    async with httpx.AsyncClient(timeout=30, base_url=att.url) as http:
+        await http.post(f"{registry.url}/v1/candidates", json=candidate("H9"), headers=auth)
+        lines = [
+            x for x in full_lines("H9", "14") if x["bloc"] in ("RNCP40705BC01", "RNCP40705BC02")
+        ]
+        created = await http.post(f"{registry.url}/v1/deliberations", json=pv(lines), headers=auth)
+        held = {a["code"]: a for a in await attestations_of(http, att, registry, "H9", 2)}
+        token = space_token(att, "H9")
+        made = await create_share(http, token, [a["id"] for a in held.values()])
+        space = await http.get(made.headers["location"])
+        ((_, share),) = share_links(space.text)
+        assert (await http.get(f"/s/{share}")).status_code == 200
+        assert (await http.get(f"/s/{share}x")).status_code == 404  # unmatched, mistyped
+        # The service's own log lines (uvicorn's access log is off in production, cli.py;
+        # httpx logs what this test sent).
+        logged = " ".join(
+            f"{r.getMessage()} {r.__dict__}"
+            for r in caplog.records
+            if r.name.startswith("certibloc")
+        )
+        assert "/s/{token}" in logged and share not in logged and share[:-1] not in logged
+
+        # Ids anyone can compute, of records that are not attestations.
+        for aggregate_id in (
+            HolderShares.create_id(CENTER_A, "H9"),
+            Holder.create_id(CENTER_A, "H9"),
+            share_id(share),
+        ):
+            public = base64.urlsafe_b64encode(aggregate_id.bytes).rstrip(b"=").decode()
+            for path in (f"/v/{public}", f"/v1/attestations/{public}/pdf"):
+                got = await http.get(path, params={"token": token}, headers=auth)
+                assert got.status_code == 404, (path, got.status_code, got.text)
+
+        # The space's file links carry a token for one attestation, which opens no space.
+        pdf_links = re.findall(r'href="(/v1/attestations/[^"]+/pdf[^"]*)"', space.text)
+        own = parse_qs(urlsplit(unescape(pdf_links[0])).query)["token"][0]
+        assert own != token
+        assert (await http.get(unescape(pdf_links[0]))).status_code == 200
+        assert (await http.get("/space", params={"token": own})).status_code == 403
+
+        # A dead personal link, followed from a browser: a page saying what to do.
+        dead = await http.get(
+            "/space", params={"token": token[:-3] + "AAA"}, headers={"Accept": "text/html"}
+        )
+        assert dead.status_code == 403 and dead.headers["content-type"].startswith("text/html")
+        assert "demandez-en un nouveau à votre centre d'examen" in unescape(dead.text)
+
+        # BC02 revoked by a correction: the share page says so and its files are gone (410).
+        await http.post(
+            f"{registry.url}/v1/corrections",
+            headers=auth,
+            json={
+                "deliberation_id": created.json()["deliberation_id"],
+                "candidate_number": "H9",
+                "bloc": "RNCP40705BC02",
+                "grade": "3",
+                "reason": "Erreur de report de note",
+            },
+        )
+        bc02 = held["RNCP40705BC02"]["id"]
+
+        async def withdrawn_file() -> bool:
+            got = await http.get(f"/s/{share}/attestations/{bc02}/pdf")
+            return got.status_code == 410
+
+        await until(withdrawn_file)
+        assert (await http.get(f"/s/{share}/attestations/{bc02}/credential")).status_code == 410
+
+        # At most MAX_ACTIVE_LINKS in force; withdrawing one makes room for another.
+        bc01 = [held["RNCP40705BC01"]["id"]]
+        for _ in range(MAX_ACTIVE_LINKS - 1):
+            assert (await create_share(http, token, bc01)).status_code == 303
+        full = await create_share(http, token, bc01)
+        assert full.status_code == 422 and "retirez-en un" in unescape(full.text)
+        space = await http.get("/space", params={"token": token})
+        first = re.findall(r'action="/space/shares/([0-9a-f-]{36})/revoke', space.text)[0]
+        await http.post(f"/space/shares/{first}/revoke", data={"token": token})
+        assert (await create_share(http, token, bc01)).status_code == 303

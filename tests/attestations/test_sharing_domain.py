@@ -75,7 +75,7 @@ def test_links_replay_from_their_events_and_the_index_lists_them() -> None:
     share = link()
     share.open(T0)
     index = HolderShares("0750001A", "S1")
-    index.add(link_id=str(share.id), at=T0.isoformat())
+    index.add(link_id=str(share.id), at=T0.isoformat(), expires_at=share.expires_at, links_epoch=0)
     app.save(index, share)
     share.revoke(at=(T0 + timedelta(hours=1)).isoformat(), by="holder")
     app.save(share)
@@ -88,3 +88,16 @@ def test_links_replay_from_their_events_and_the_index_lists_them() -> None:
     assert names == ["ShareLink.Created", "ShareLink.Opened", "ShareLink.Revoked"]
     listed: object = app.repository.get(HolderShares.create_id("0750001A", "S1"))
     assert isinstance(listed, HolderShares) and listed.links == [str(share.id)]
+
+
+def test_the_index_counts_the_links_in_force_without_reading_them() -> None:
+    index = HolderShares("0750001A", "S1")
+    week = (T0 + timedelta(days=7)).isoformat()
+    index.add(link_id="a", at=T0.isoformat(), expires_at=week, links_epoch=0)
+    index.add(link_id="b", at=T0.isoformat(), expires_at=None, links_epoch=0)
+    index.add(link_id="c", at=T0.isoformat(), expires_at=None, links_epoch=0)
+    index.withdraw(link_id="c", at=T0.isoformat())
+    assert index.active(T0, 0) == ["a", "b"]
+    assert index.active(T0 + timedelta(days=8), 0) == ["b"]  # "a" expired
+    assert index.active(T0, 1) == []  # the personal links were revoked since
+    assert index.links == ["a", "b", "c"]  # the history stays listed

@@ -12,6 +12,7 @@ own, and each did part of the work.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -130,24 +131,35 @@ async def test_two_replicas_over_four_partitions_share_the_work_exactly_once(
                 assert info.state.messages < CANDIDATES, "the kill came after the work"
                 system.restart("attestations#1")
 
-                await eventually(
-                    lambda: message_count(system.mail_dir) >= CANDIDATES // 12,
-                    90,
-                    "a twelfth of the e-mails",
-                )
-                # Read before the kill's condition, not between it and the kill: the scrape
-                # takes long enough for the e-mails to be all sent meanwhile. What it misses
-                # (lanes counted after it) only lowers the counts, not which lanes worked.
-                lanes_before_kill["notifications"] = await scrape(http, system.url("notifications"))
-                # Early, so that most of the work is left when the kill lands, even on a
-                # loaded machine (seen once: every e-mail sent between the poll and the kill).
-                await eventually(
-                    lambda: message_count(system.mail_dir) >= CANDIDATES // 6,
-                    90,
-                    "a sixth of the e-mails",
-                )
-                system.kill("notifications")  # replica 0: the relay and half the lanes
-                assert message_count(system.mail_dir) < CANDIDATES, "the kill came after the work"
+                # The SMTP sink is frozen (SIGSTOP) the moment a twelfth of the e-mails are in,
+                # in the same check, and thawed after the kill: the scrape below can take long
+                # enough on a loaded machine for every e-mail to be sent before the kill
+                # (seen three times), and then the kill would test nothing. Frozen, the
+                # dispatchers wait on SMTP with work claimed: the kill lands mid-delivery. The
+                # sink keeps one file per Message-ID, so a message both the killed replica and
+                # its successor sent is counted once (the receiver's deduplication).
+                sink = system.sink.process
+                assert sink is not None
+
+                def a_twelfth_then_freeze() -> bool:
+                    if message_count(system.mail_dir) < CANDIDATES // 12:
+                        return False
+                    sink.send_signal(signal.SIGSTOP)
+                    return True
+
+                await eventually(a_twelfth_then_freeze, 90, "a twelfth of the e-mails")
+                try:
+                    # What it misses (lanes counted after it) only lowers the counts, not
+                    # which lanes worked.
+                    lanes_before_kill["notifications"] = await scrape(
+                        http, system.url("notifications")
+                    )
+                    system.kill("notifications")  # replica 0: the relay and half the lanes
+                    assert message_count(system.mail_dir) < CANDIDATES, (
+                        "the kill came after the work"
+                    )
+                finally:
+                    sink.send_signal(signal.SIGCONT)
                 system.restart("notifications")
                 await asyncio.wait_for(posting, timeout=60)
 

@@ -30,7 +30,7 @@ from services.attestations.domain.sharing import TOKEN_CHARS
 from services.attestations.shares import ShareLinks
 from services.runtime import i18n
 from services.runtime.i18n import N_, Texts
-from services.runtime.problems import NotFound
+from services.runtime.problems import NotFound, Problem
 
 router = APIRouter()
 
@@ -60,8 +60,8 @@ GONE = {
 def _gone(request: Request, c: Context, state: str | None) -> Response:
     status, message = GONE[state]
     t = c.texts(i18n.language_of(request))
-    context = {"message": t.gettext(message)}
-    return c.page(request, "share_gone.html", context, status_code=status, headers=PRIVATE)
+    context = {"title": t.gettext("Lien de partage indisponible"), "message": t.gettext(message)}
+    return c.page(request, "unavailable.html", context, status_code=status, headers=PRIVATE)
 
 
 def _entry(token: str, a: Attestation, verify_url: str, t: Texts) -> dict[str, Any]:
@@ -118,6 +118,12 @@ def _shared_attestation(c: Context, token: str, attestation_id: str) -> Attestat
     attestation = c.app.attestation(attestation_id) if shown else None
     if attestation is None:
         raise NotFound("Ce lien de partage ne montre pas cette attestation.")
+    if attestation.status != "valid":  # as the page: no signed file of what no longer holds
+        raise Problem(
+            "Cette attestation a été révoquée : elle ne prouve plus rien ; son adresse de "
+            "vérification dit pourquoi.",
+            status=410,
+        )
     return attestation
 
 

@@ -11,8 +11,12 @@ never posts twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -47,7 +51,7 @@ FormToken = Annotated[
 ]
 PublicId = Annotated[str, StringConstraints(max_length=32)]
 LinkId = Annotated[str, Path(max_length=36, description="Identifiant du lien de partage")]
-REFUSED = (
+REFUSED = N_(
     "Lien personnel invalide, expiré ou révoqué ; demandez-en un nouveau à votre centre d'examen."
 )
 BUSY = "Votre espace change en ce moment ; réessayez dans un instant."
@@ -79,29 +83,43 @@ def _lang_param(t: Texts) -> dict[str, str]:
     return {} if t.lang == i18n.DEFAULT else {i18n.QUERY_PARAMETER: t.lang}
 
 
-def _entry(c: Context, a: Attestation, token: str, t: Texts) -> dict[str, Any]:
+FILE_LINK_TTL = 24 * 3600  # the space's file links: one attestation each, for a day
+
+
+def _entry(c: Context, a: Attestation, holder: Holder, t: Texts) -> dict[str, Any]:
+    """One attestation for the page. Its file links carry a token of their own, for this
+    attestation alone and a day: a PDF link copied out of the space does not open the space."""
     base = f"/v1/attestations/{a.public_id}"
+    subject = tokens.holder_subject(holder.exam_center, holder.candidate_number)
+    own = tokens.mint(c.download_secret, subject, a.public_id, holder.links_epoch, FILE_LINK_TTL)
     return {
         **views.for_page(a, t),
         "id": a.public_id,
         "superseded_by": a.superseded_by,
         "verify_url": c.app.links.verify(a.public_id),
-        "pdf_url": f"{base}/pdf?{urlencode({'token': token, **_lang_param(t)})}",
-        "credential_url": f"{base}/credential?{urlencode({'token': token})}",
+        "pdf_url": f"{base}/pdf?{urlencode({'token': own, **_lang_param(t)})}",
+        "credential_url": f"{base}/credential?{urlencode({'token': own})}",
     }
 
 
-def _order(a: Attestation) -> tuple[bool, bool, str, str]:
-    # In force first (the diploma, then blocs in code order), then revoked ones, newest first.
-    return a.status != "valid", a.kind != "certification", a.code, a.issued_at
+def _ordered(held: list[Attestation]) -> list[Attestation]:
+    """In force first (the diploma, then blocs in code order), then revoked ones, newest
+    first."""
+    valid = [a for a in held if a.status == "valid"]
+    revoked = [a for a in held if a.status != "valid"]
+    valid.sort(key=lambda a: (a.kind != "certification", a.code))
+    revoked.sort(key=lambda a: a.revoked_at or a.issued_at, reverse=True)
+    return valid + revoked
 
 
 def share_url(c: Context, token: str) -> str:
     return f"{c.app.links.base_url}/s/{token}"
 
 
+@lru_cache(maxsize=2048)
 def qr_svg(url: str, label: str) -> Markup:
-    """The URL as an inline SVG QR code (no request, no script: the CSP allows it)."""
+    """The URL as an inline SVG QR code (no request, no script: the CSP allows it); kept, as
+    a link's URL never changes and drawing it is most of a space's cost."""
     svg = segno.make(url, error="m", micro=False).svg_inline(
         border=4, dark="#000", light="#fff", svgclass="qr", lineclass=None, omitsize=True
     )
@@ -156,7 +174,7 @@ def _space_page(
     status: int = 200,
 ) -> Response:
     t = c.texts(i18n.language_of(request))
-    entries = [_entry(c, a, token, t) for a in sorted(held, key=_order)]
+    entries = [_entry(c, a, holder, t) for a in _ordered(held)]
     by_id = {e["id"]: e for e in entries}
     for e in entries:
         replacement = by_id.get(e["superseded_by"] or "")
@@ -203,7 +221,19 @@ async def personal_space(
     lang: Lang = None,
     created: Annotated[str | None, Query(max_length=36, include_in_schema=False)] = None,
 ) -> Response:
-    holder, held = await run_in_threadpool(_holder_of, c, token)
+    try:
+        holder, held = await run_in_threadpool(_holder_of, c, token)
+    except Forbidden:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        # A person following an old e-mail's link: a page that says what to do, not JSON.
+        t = c.texts(i18n.language_of(request))
+        context = {
+            "title": t.gettext("Lien personnel invalide"),
+            "message": t.gettext(REFUSED),
+            "service": t.gettext("Mon espace — attestations de blocs de compétences"),
+        }
+        return c.page(request, "unavailable.html", context, status_code=403, headers=PRIVATE)
     return await run_in_threadpool(
         lambda: _space_page(request, c, token, holder, held, created=created)
     )
@@ -225,6 +255,8 @@ def transcript(request: Request, c: Ctx, token: SpaceToken, lang: Lang = None) -
     # served from the (encrypted) cache until one of them changes.
     key = [holder.exam_center, holder.candidate_number, today.isoformat(), language]
     digest = hashlib.sha256("\n".join(key + sorted(a.public_id for a in valid)).encode())
+    whose = hashlib.sha256("\n".join(key[:2]).encode()).hexdigest()[:16]
+    path = c.pdf_cache / f"releve-{whose}-{digest.hexdigest()[:32]}.pdf"
 
     def build() -> bytes:
         contents = [(pdf_content(c, a, t), a.credential) for a in valid]
@@ -237,9 +269,11 @@ def transcript(request: Request, c: Ctx, token: SpaceToken, lang: Lang = None) -
             issuer_name=contents[0][0].issuer_name if contents else cert.certifier.name,
             produced_on=today,
         )
-        return build_signed_transcript(document, c.pdf_signer, t)
+        built = build_signed_transcript(document, c.pdf_signer, t)
+        _forget_older_releves(c.pdf_cache, whose, keep=path.name)
+        return built
 
-    data = cached_pdf(c.pdf_cache / f"releve-{digest.hexdigest()[:40]}.pdf", build, c.pdf_cipher)
+    data = cached_pdf(path, build, c.pdf_cipher)
     return Response(
         data,
         media_type="application/pdf",
@@ -249,6 +283,20 @@ def transcript(request: Request, c: Ctx, token: SpaceToken, lang: Lang = None) -
             "Content-Disposition": f'attachment; filename="releve-{holder.certification}.pdf"',
         },
     )
+
+
+RELEVE_KEPT_SECONDS = 24 * 3600
+
+
+def _forget_older_releves(cache: FilePath, whose: str, keep: str) -> None:
+    """A new relevé of this candidate replaces the ones built more than a day ago (another
+    day's, or before an attestation changed): the cache holds a few per candidate, not one
+    per visit forever. Today's in another language stay."""
+    cutoff = time.time() - RELEVE_KEPT_SECONDS
+    for old in cache.glob(f"releve-{whose}-*.pdf"):
+        with contextlib.suppress(FileNotFoundError):  # another request removed it meanwhile
+            if old.name != keep and old.stat().st_mtime < cutoff:
+                old.unlink()
 
 
 @router.post(

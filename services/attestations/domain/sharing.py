@@ -32,7 +32,9 @@ DURATIONS: dict[str, timedelta | None] = {
     "until_revoked": None,
 }
 MAX_ATTESTATIONS = 64  # per link; a candidate holds a few dozen at most
-MAX_LINKS = 50  # per candidate, revoked and expired ones included (their history stays listed)
+MAX_ACTIVE_LINKS = 20  # in force at once, per candidate: withdraw one to make another
+MAX_LINKS = 1000  # ever made, per candidate (the list replays from a snapshot)
+LISTED_LINKS = 50  # what the space shows, newest first
 # An opening is recorded at most once per window: a link opened in a loop (or by a mail
 # scanner's previews) writes a few events an hour, not one per request.
 OPENING_WINDOW = timedelta(minutes=10)
@@ -126,9 +128,11 @@ class ShareLink(Aggregate):
 
 
 class HolderShares(Aggregate):
-    """The share links a candidate made, in the order they made them."""
+    """The share links a candidate made, in the order they made them, and which may still be
+    in force (so that counting them reads no link)."""
 
     Added: ClassVar[type[Aggregate.Event]]
+    Withdrawn: ClassVar[type[Aggregate.Event]]
 
     @staticmethod
     def create_id(exam_center: str, candidate_number: str) -> UUID:
@@ -139,10 +143,25 @@ class HolderShares(Aggregate):
         self.exam_center = exam_center
         self.candidate_number = candidate_number
         self.links: list[str] = []  # ShareLink ids (str)
+        self.open_links: dict[str, tuple[str | None, int]] = {}  # id -> (expires_at, epoch)
 
     @event("Added")
-    def add(self, link_id: str, at: str) -> None:
+    def add(self, link_id: str, at: str, expires_at: str | None, links_epoch: int) -> None:
         self.links.append(link_id)
+        self.open_links[link_id] = (expires_at, links_epoch)
+
+    @event("Withdrawn")
+    def withdraw(self, link_id: str, at: str) -> None:
+        self.open_links.pop(link_id, None)
+
+    def active(self, now: datetime, holder_epoch: int) -> list[str]:
+        """The links still in force: not withdrawn, not expired, made in this links epoch."""
+        return [
+            link_id
+            for link_id, (expires_at, epoch) in self.open_links.items()
+            if epoch == holder_epoch
+            and (expires_at is None or now < datetime.fromisoformat(expires_at))
+        ]
 
     @property
     def full(self) -> bool:
