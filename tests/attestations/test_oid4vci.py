@@ -86,6 +86,10 @@ async def test_a_wallet_gets_a_bound_sd_jwt_vc_from_the_space_offer(
         code = pre_authorized_code(offer)
         assert len(sd_jwt.b64url_decode(code)) >= 16  # ≥ 128 bits
         assert tx_code not in url  # the transaction code is not in the offer
+        # The offer page's language switch (a GET) leads back to the space.
+        switch = await http.get("/space/wallet-offers", params={"token": space, "lang": "en"})
+        assert switch.status_code == 303
+        assert switch.headers["location"].endswith("&lang=en#portefeuille")
 
         # The metadata a wallet reads.
         issuer = (await http.get("/.well-known/openid-credential-issuer")).json()
