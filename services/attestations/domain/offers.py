@@ -46,10 +46,6 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def offer_id(pre_authorized_code: str) -> UUID:
-    return uuid5(NAMESPACE, "offer:" + digest(pre_authorized_code))
-
-
 def tx_code_mac(key: bytes, offer: UUID, tx_code: str) -> str:
     return hmac.new(key, f"tx_code:{offer}:{tx_code}".encode(), hashlib.sha256).hexdigest()
 
