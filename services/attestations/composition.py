@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from contracts.referential import load_all
 from contracts.subjects import durable_of
 from services.attestations import wording
+from services.attestations.api.oid4vci import router as oid4vci_router
 from services.attestations.api.routes import Context, router
 from services.attestations.api.sd_jwt import router as sd_jwt_router
 from services.attestations.api.shares import router as shares_router
@@ -148,6 +149,7 @@ def create_http_app(settings: AttestationsSettings | None = None) -> FastAPI:
     http.include_router(sd_jwt_router)
     http.include_router(space_router)
     http.include_router(shares_router)
+    http.include_router(oid4vci_router)
     return http
 
 

@@ -81,6 +81,8 @@ async def test_sd_jwt_js_verifies_presents_the_bloc_alone_and_sees_revocation(
         assert served.headers["cache-control"] == "private, no-store"
         credential = served.text
         assert (await http.get(url, params={"format": "mso_mdoc"}, headers=auth)).status_code == 422
+        as_jwt = await http.get(url, params={"format": "jwt"}, headers=auth)
+        assert as_jwt.status_code == 200 and as_jwt.headers["content-type"] == "application/vc+jwt"
         assert (await http.get(url, params={"format": "dc+sd-jwt"})).status_code == 401
 
         payload = pyjwt.decode(sd_jwt.split(credential).jwt, options={"verify_signature": False})

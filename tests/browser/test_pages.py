@@ -256,3 +256,34 @@ async def test_axe_runs_under_the_pages_csp_and_reports_what_it_finds(
         found = {v["id"]: v for v in await axe_violations(page)}
         assert {"color-contrast", "image-alt"} <= set(found), describe(list(found.values()))
         assert "#contenu > p: " in describe([found["color-contrast"]])  # the target node
+
+
+@pytest.mark.parametrize("width", [PHONE, DESKTOP], ids=lambda w: f"{w}px")
+@pytest.mark.parametrize("lang", LANGS)
+async def test_the_wallet_offer_page_in_a_browser(
+    browser: Browser, site: Site, screenshots: Path, lang: str, width: int
+) -> None:
+    """The page a POST from the space shows (not in PAGES: no GET reaches it): the candidate
+    presses « Mettre dans mon portefeuille numérique » and gets the offer's QR code, its link
+    and the transaction code, checked as the other pages are."""
+    space = next(p for p in PAGES if p.name == "space")
+    async with opened(browser, viewport={"width": width, "height": 800}) as (_, page):
+        await load(page, url_of(site, space, lang), 200)
+        async with page.expect_navigation() as navigation:
+            await page.locator("form.portefeuille button").first.click()
+        response = await navigation.value
+        assert response is not None and response.status == 200
+        assert response.url.startswith(f"{site.att.url}/space/wallet-offers")
+        await page.screenshot(path=screenshots / f"wallet-offer-{lang}-{width}.png", full_page=True)
+        assert await page.evaluate("document.documentElement.lang") == lang
+        assert await page.locator("figure.qr svg[role=img]").count() == 1
+        code = await page.locator(".code-transaction strong").inner_text()
+        assert code.isdigit() and len(code) == 6
+        link = await page.locator("a[href^='openid-credential-offer://']").count()
+        assert link == 1
+        await assert_accessible(page, f"wallet offer ({lang}, {width} px)")
+        if width == PHONE:
+            scroll, inner = await page.evaluate(
+                "[document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            assert scroll <= inner, f"the wallet offer scrolls sideways: {scroll} > {inner}"

@@ -90,6 +90,12 @@ OPERATIONS: dict[str, list[str]] = {
         "GET /s/{token}",
         "GET /s/{token}/attestations/{attestation_id}/pdf",
         "GET /s/{token}/attestations/{attestation_id}/credential",
+        "GET /.well-known/openid-credential-issuer",
+        "GET /.well-known/oauth-authorization-server",
+        "POST /oid4vci/token",
+        "POST /oid4vci/nonce",
+        "POST /oid4vci/credential",
+        "POST /space/wallet-offers",
     ],
     "notifications": [
         "GET /healthz",
