@@ -14,7 +14,6 @@ import asyncio
 import copy
 import json
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,21 +54,8 @@ def over_https(
 
 
 def node_verify(document: dict[str, Any], ca: Path) -> dict[str, Any]:
-    """The Node verifier's verdict (it exits 1 on a refusal: read either way)."""
-    done = subprocess.run(
-        [str(node.NODE), str(SCRIPT)],
-        input=json.dumps(document),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=node.JS_DIR,
-        env=node.node_env(NODE_EXTRA_CA_CERTS=str(ca)),
-    )
-    assert done.stdout.strip(), done.stderr
-    verdict: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (done.returncode == 0) is verdict["verified"], done.stderr
-    return verdict
+    """The Node verifier's verdict on ``document``."""
+    return node.verdict(SCRIPT, json.dumps(document), ca=ca)
 
 
 def tampered(document: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +36,7 @@ WALLET = node.JS_DIR / "wallet-oid4vci.mjs"
 
 def node_wallet(ca: Path, **request: Any) -> dict[str, Any]:
     node.package_dir("@openid4vc/openid4vci")  # fails naming `make test` when npm ci has not run
-    done = subprocess.run(
-        [str(node.NODE), str(WALLET)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=node.JS_DIR,
-        env=node.node_env(NODE_EXTRA_CA_CERTS=str(ca)),
-    )
-    assert done.stdout.strip(), done.stderr
-    verdict: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (done.returncode == 0) is verdict["ok"], done.stderr
-    return verdict
+    return node.verdict(WALLET, json.dumps(request), ca=ca, ok="ok")
 
 
 async def test_a_wallet_library_scans_the_space_offer_and_shows_only_the_bloc(

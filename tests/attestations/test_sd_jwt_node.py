@@ -14,7 +14,6 @@ import asyncio
 import base64
 import json
 import ssl
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -40,20 +39,7 @@ NAMES = ("given_name", "family_name")
 
 def node_sd_jwt(ca: Path, **request: Any) -> dict[str, Any]:
     node.package_dir("@sd-jwt/sd-jwt-vc")  # fails naming `make test` when npm ci has not run
-    done = subprocess.run(
-        [str(node.NODE), str(SCRIPT)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=node.JS_DIR,
-        env=node.node_env(NODE_EXTRA_CA_CERTS=str(ca)),
-    )
-    assert done.stdout.strip(), done.stderr
-    verdict: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (done.returncode == 0) is verdict["verified"], done.stderr
-    return verdict
+    return node.verdict(SCRIPT, json.dumps(request), ca=ca)
 
 
 def _private_jwk(key: Ed25519PrivateKey) -> dict[str, str]:

@@ -138,7 +138,7 @@ async def test_from_the_email_to_a_share_link_and_its_withdrawal(
         assert len(PdfFileReader(BytesIO(releve)).embedded_signatures) == 1
 
         # Two of the three attestations, for a week.
-        boxes = page.locator("input[name=attestation]")
+        boxes = page.locator("form.partage input[name=attestation]")
         assert await boxes.count() == len(BLOCS)
         await boxes.nth(0).check()
         await boxes.nth(2).check()

@@ -11,6 +11,7 @@ that anything npm starts gets the same node.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,6 +84,29 @@ def run_node(
     if done.returncode != 0:
         raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
     return done
+
+
+def verdict(
+    script: Path, stdin: str, *, ca: Path | None = None, ok: str = "verified"
+) -> dict[str, Any]:
+    """Run one of our verifier scripts (``tests/js/*.mjs``): it reads its input on stdin and
+    prints a JSON verdict as its last line, exiting 1 when it refuses (read either way);
+    ``ca``: the private CA the test's https server uses (``NODE_EXTRA_CA_CERTS``)."""
+    env = node_env(NODE_EXTRA_CA_CERTS=str(ca)) if ca is not None else node_env()
+    done = subprocess.run(
+        [str(NODE), str(script)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=JS_DIR,
+        env=env,
+    )
+    assert done.stdout.strip(), done.stderr
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (done.returncode == 0) is found[ok], done.stderr
+    return found
 
 
 def npm(*args: str, **kwargs: Any) -> int:
