@@ -40,6 +40,7 @@ WORDS = {
         "revoke": "Retirer ce lien",
         "withdrawn": "Retiré le",
         "not_validity": "pas celle de la validité des attestations",
+        "wallet": "Mettre dans mon portefeuille numérique",
     },
     "en": {
         "releve": "Download the statement of all my attestations in force (signed PDF)",
@@ -50,6 +51,7 @@ WORDS = {
         "revoke": "Withdraw this link",
         "withdrawn": "Withdrawn on",
         "not_validity": "not the end of the attestations’ validity",
+        "wallet": "Add to my digital wallet",
     },
 }
 
@@ -178,3 +180,27 @@ async def test_from_the_email_to_a_share_link_and_its_withdrawal(
             assert gone is not None and gone.status == 410
             await employer.screenshot(path=screenshots / f"share-gone-{lang}.png", full_page=True)
             await accessible_at(browser, share_url, "withdrawn share link", status=410)
+
+
+async def test_the_wallet_offer_qr_code_is_the_offer_a_wallet_redeems(
+    browser: Browser, system: System, screenshots: Path
+) -> None:
+    """Scanning the offer from the space: the QR code decodes to the very
+    openid-credential-offer:// link the page gives (the one test_oid4vci_node.py's wallet
+    library redeems), with the transaction code shown beside it, not in it."""
+    link = await eventually(
+        lambda: space_link_in_mail(system.mail_dir, "flowfr@"), 60, "the e-mail"
+    )
+    phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "locale": "fr-FR"}
+    async with opened(browser, java_script_enabled=False, **phone) as (_, page):
+        await page.goto(link)
+        answer = await submit_form(
+            page, WORDS["fr"]["wallet"], within="li.attestation.valide >> nth=0", exact=False
+        )
+        assert answer is not None and answer.status == 200
+        await page.screenshot(path=screenshots / "wallet-offer-flow-fr.png", full_page=True)
+        offer = await page.locator('a[href^="openid-credential-offer://"]').get_attribute("href")
+        assert offer is not None
+        assert await qr_text(page, "figure.qr svg") == offer
+        tx_code = (await page.locator("p.code-transaction strong").inner_text()).strip()
+        assert tx_code.isdigit() and tx_code not in offer
