@@ -118,41 +118,42 @@ async def test_two_replicas_over_four_partitions_share_the_work_exactly_once(
             try:
                 posting = asyncio.create_task(register_and_post(system))
 
-                async def attestations_progress() -> bool:
-                    info = await js.stream_info(STREAMS["attestations"])
-                    return info.state.messages >= CANDIDATES // 4
-
-                await eventually(attestations_progress, 90, "a quarter of the attestations")
-                lanes_before_kill["attestations#1"] = await scrape(
-                    http, system.url("attestations#1")
-                )
-                system.kill("attestations#1")
-                info = await js.stream_info(STREAMS["attestations"])
-                assert info.state.messages < CANDIDATES, "the kill came after the work"
-                system.restart("attestations#1")
-
-                # The SMTP sink is frozen (SIGSTOP) the moment a twelfth of the e-mails are in,
-                # in the same check, and thawed after the kill: the scrape below can take long
-                # enough on a loaded machine for every e-mail to be sent before the kill
-                # (seen three times), and then the kill would test nothing. Frozen, the
-                # dispatchers wait on SMTP with work claimed: the kill lands mid-delivery. The
-                # sink keeps one file per Message-ID, so a message both the killed replica and
-                # its successor sent is counted once (the receiver's deduplication).
+                # The SMTP sink is frozen (SIGSTOP) from a quarter of the attestations until
+                # the notifications replica's kill, then thawed: otherwise, on a loaded
+                # machine, every e-mail can be sent while attestations#1 restarts or while
+                # the metrics are scraped (seen four times), and the kill would test nothing.
+                # Frozen, the dispatchers wait on SMTP (timeout, then retry with backoff) with
+                # deliveries claimed, so the kill lands mid-delivery. The sink keeps one file
+                # per Message-ID: a message both the killed replica and its successor sent is
+                # counted once (the receiver's deduplication).
                 sink = system.sink.process
                 assert sink is not None
 
-                def a_twelfth_then_freeze() -> bool:
-                    if message_count(system.mail_dir) < CANDIDATES // 12:
+                async def attestations_progress() -> bool:
+                    info = await js.stream_info(STREAMS["attestations"])
+                    if info.state.messages < CANDIDATES // 4:
                         return False
                     sink.send_signal(signal.SIGSTOP)
                     return True
 
-                await eventually(a_twelfth_then_freeze, 90, "a twelfth of the e-mails")
+                await eventually(attestations_progress, 90, "a quarter of the attestations")
                 try:
-                    # What it misses (lanes counted after it) only lowers the counts, not
-                    # which lanes worked.
-                    lanes_before_kill["notifications"] = await scrape(
-                        http, system.url("notifications")
+                    lanes_before_kill["attestations#1"] = await scrape(
+                        http, system.url("attestations#1")
+                    )
+                    system.kill("attestations#1")
+                    info = await js.stream_info(STREAMS["attestations"])
+                    assert info.state.messages < CANDIDATES, "the kill came after the work"
+                    system.restart("attestations#1")
+
+                    # The notifications replica 0 has applied events on its lanes (queued
+                    # e-mails: its consumers do not wait on SMTP) before it is killed.
+                    async def notifications_worked() -> dict[str, float] | None:
+                        lanes = await scrape(http, system.url("notifications"))
+                        return lanes if any(n > 0 for n in lanes.values()) else None
+
+                    lanes_before_kill["notifications"] = await eventually(
+                        notifications_worked, 90, "the notifications replica's first events"
                     )
                     system.kill("notifications")  # replica 0: the relay and half the lanes
                     assert message_count(system.mail_dir) < CANDIDATES, (
