@@ -295,10 +295,7 @@ class AttestationsApp(ServiceApplication):
             aggregate_id = Attestation.create_id(public_id)
         except ValueError:
             return None
-        try:
-            return self.get_optional(aggregate_id, Attestation)
-        except TypeError:  # the id of another record (a holder's, a share link's): none
-            return None
+        return self.get_optional(aggregate_id, Attestation)  # another record's id: None
 
     def current_version(self, public_id: str) -> int | None:
         """The attestation's latest event version, without decoding anything (cheap)."""

@@ -182,7 +182,8 @@ class Nonces:
     def valid(self, nonce: str) -> bool:
         expiry, _, rest = nonce.partition(".")
         random_part, _, mac = rest.partition(".")
-        if not expiry.isdigit() or not random_part or len(nonce) > 128:
+        # compare_digest refuses non-ASCII text (TypeError): such a nonce is simply not ours.
+        if not nonce.isascii() or not expiry.isdigit() or not random_part or len(nonce) > 128:
             return False
         if not hmac.compare_digest(mac, self._mac(f"{expiry}.{random_part}")):
             return False
@@ -301,9 +302,12 @@ class Offers:
         why = offer.redeemable(now, holder.links_epoch if holder else -1)
         if why is not None:
             raise OAuthError(400, "invalid_grant", why)
+        # The try is recorded (and must win its save) before the code is compared: a batch
+        # of concurrent guesses gets one comparison, the others "try again" (uncounted, but
+        # uncompared too).
+        offer.try_tx_code(at=now.isoformat())
+        self._save(offer, "invalid_grant")
         if len(tx_code) > 64 or not offer.tx_code_matches(self.tx_key, tx_code):
-            offer.fail_tx_code(at=now.isoformat())
-            self._save(offer, "invalid_grant")
             left = MAX_TX_CODE_FAILURES - offer.tx_code_failures
             raise OAuthError(
                 400,
@@ -358,6 +362,11 @@ class Offers:
         offer = self.app.get_optional(offer_uuid, CredentialOffer) if offer_uuid else None
         if offer is None or not offer.authorizes(token, self.clock()):
             raise OAuthError(401, "invalid_token", "unknown or expired access token")
+        # Revoking the candidate's personal links (a mailbox taken over) ends the access
+        # tokens of the offers made with them at once, not when they expire.
+        holder = self.app.holder(offer.exam_center, offer.candidate_number)
+        if holder is None or holder.links_epoch != offer.links_epoch:
+            raise OAuthError(401, "invalid_token", "this access token was withdrawn")
         return offer
 
     def credential(self, offer: CredentialOffer, request: Any) -> dict[str, Any]:

@@ -251,12 +251,16 @@ class ServiceApplication(Application[UUID]):
         return bool(self.process_recorder.select_events(aggregate_id, limit=1))
 
     def get_optional(self, aggregate_id: UUID, cls: type[A]) -> A | None:
+        """The aggregate, or None when there is none of type ``cls`` with that id. Ids often
+        come from clients (a public id, a token's part): one naming a record of another type
+        is "not found" like any other, never an error."""
         try:
             found: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         if not isinstance(found, cls):
-            raise TypeError(f"{aggregate_id} is a {type(found).__name__}, not a {cls.__name__}")
+            log.info("%s is a %s, not a %s", aggregate_id, type(found).__name__, cls.__name__)
+            return None
         return found
 
     def is_reachable(self) -> bool:

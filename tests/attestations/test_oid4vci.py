@@ -7,6 +7,7 @@ missing or expired access token."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -16,10 +17,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt as pyjwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.attestations.domain import sd_jwt
-from services.attestations.domain.offers import MAX_TX_CODE_FAILURES, OFFER_LIFETIME
+from services.attestations.domain.aggregates import Holder
+from services.attestations.domain.offers import (
+    MAX_TX_CODE_FAILURES,
+    OFFER_LIFETIME,
+    CredentialOffer,
+    digest,
+)
 from services.attestations.oid4vci import (
     JWT_VC_JSON,
     LDP_VC,
@@ -294,3 +302,63 @@ async def test_offers_expire_and_wrong_transaction_codes_void_them(
 
 def _query(url: str) -> str:
     return parse_qs(urlsplit(url).query)["credential_offer"][0]
+
+
+async def test_what_the_review_found_stays_fixed(
+    services: tuple[Registry, Attestations], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent guesses of the transaction code get no more comparisons than sequential
+    ones; a non-ASCII nonce is refused, not a 500; an access token ends with the personal
+    links; another record's id as an access token is invalid_token, not a 500."""
+    registry, att = services
+    async with httpx.AsyncClient(timeout=30, base_url=att.url) as http:
+        await _issue(http, registry, "W5", "RNCP40705BC02")
+        (item,) = await attestations_of(http, att, registry, "W5", 1)
+        space = space_token(att, "W5")
+
+        _, offer, tx_code = await make_offer(http, space, item["id"])
+        code = pre_authorized_code(offer)
+        wrong = "000000" if tx_code != "000000" else "111111"
+        # Every comparison of a transaction code, whatever its request's outcome (the service
+        # runs in this process): a guess compared but not counted was the flaw.
+        comparisons: list[str] = []
+        matches = CredentialOffer.tx_code_matches
+
+        def counted(self: CredentialOffer, key: bytes, guess: str) -> bool:
+            comparisons.append(guess)
+            return matches(self, key, guess)
+
+        monkeypatch.setattr(CredentialOffer, "tx_code_matches", counted)
+        answers = await asyncio.gather(*(token(http, code, wrong) for _ in range(24)))
+        monkeypatch.undo()
+        assert 1 <= len(comparisons) <= MAX_TX_CODE_FAILURES
+        assert {a.status_code for a in answers} == {400}
+        compared = [
+            a for a in answers if a.json()["error_description"].startswith("wrong transaction code")
+        ]
+        assert 1 <= len(compared) <= MAX_TX_CODE_FAILURES
+        found = att.app.get_optional(CredentialOffer.create_id(digest(code)), CredentialOffer)
+        assert found is not None and found.tx_code_failures == len(compared)
+
+        # A fresh offer, redeemed; its proof with a nonce of non-ASCII text.
+        _, offer, tx_code = await make_offer(http, space, item["id"])
+        granted = await token(http, pre_authorized_code(offer), tx_code)
+        access = granted.json()["access_token"]
+        key = Ed25519PrivateKey.generate()
+        proof = key_proof(key, aud=att.url, nonce="1.a.é")
+        body = {"credential_configuration_id": BLOC_CONFIGURATION, "proofs": {"jwt": [proof]}}
+        oauth_error(await credential(http, access, body), 400, "invalid_nonce")
+
+        # Another record's id where the token names its offer: not a token of ours.
+        holder_hex = Holder.create_id(CENTER_A, "W5").hex
+        fake = f"{holder_hex}.{'x' * 43}"
+        oauth_error(await credential(http, fake, body), 401, "invalid_token")
+
+        # The center revokes the candidate's personal links: the access token ends at once.
+        revoked = await http.post(
+            "/v1/candidates/W5/download-links/revoke", json={}, headers=registry.auth()
+        )
+        assert revoked.status_code == 202
+        body["proofs"] = {"jwt": [key_proof(key, aud=att.url, nonce=await nonce(http))]}
+        gone = oauth_error(await credential(http, access, body), 401, "invalid_token")
+        assert "withdrawn" in gone

@@ -67,6 +67,9 @@ async def test_sd_jwt_js_verifies_presents_the_bloc_alone_and_sees_revocation(
         assert served.headers["cache-control"] == "private, no-store"
         credential = served.text
         assert (await http.get(url, params={"format": "mso_mdoc"}, headers=auth)).status_code == 422
+        # Written as the README writes it ("+" is a space once a query string is decoded).
+        raw = await http.get(f"{url}?format=dc+sd-jwt", headers=auth)
+        assert raw.status_code == 200 and raw.headers["content-type"] == "application/dc+sd-jwt"
         as_jwt = await http.get(url, params={"format": "jwt"}, headers=auth)
         assert as_jwt.status_code == 200 and as_jwt.headers["content-type"] == "application/vc+jwt"
         assert (await http.get(url, params={"format": "dc+sd-jwt"})).status_code == 401

@@ -35,6 +35,10 @@ async def _genuine(http: httpx.AsyncClient, registry: Registry, att: Attestation
     return r.json()
 
 
+def _poison(k: int) -> dict[str, Any]:
+    return {"type": "VerifiableCredential", "credentialSubject": [{}] * k}
+
+
 def _with(document: Any, **changes: Any) -> Any:
     out = copy.deepcopy(document)
     out.update(changes)
@@ -85,6 +89,12 @@ async def test_hostile_json_is_a_failed_check_never_a_5xx(
             "created a list": _with(genuine, proof=[{**proof, "created": [1]}]),
             "two proofs": _with(genuine, proof=[proof, proof]),
             "odd types": _with(genuine, type={"a": [1]}, issuer=[None], validFrom=12),
+            # Found by a review: RDFC-1.0 tries every permutation of look-alike anonymous
+            # nodes (k=8 held the CPU 14 s), refused by their count before canonicalization.
+            "poison graph": _with(genuine, credentialSubject=[_poison(8), _poison(8)]),
+            # ... and "@nest" moved a signed value where the report does not read it.
+            "nested value": _with(genuine, **{"@nest": {"name": genuine["name"]}, "name": None}),
+            "proofValue huge": _with(genuine, proof=[{**proof, "proofValue": "z" + "2" * 60_000}]),
         }
         bodies = {**raw, **{k: json.dumps(v).encode() for k, v in documents.items()}}
         for media in JSON_TYPES:

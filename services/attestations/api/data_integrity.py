@@ -14,7 +14,9 @@ from services.attestations.domain.jose import MEDIA_TYPE
 from services.attestations.sd_jwt_vc import MEDIA_TYPE as SD_JWT_MEDIA_TYPE
 
 Format = Annotated[
-    Literal["jwt", "ldp_vc", "dc+sd-jwt"] | None,
+    # "dc sd-jwt": what "?format=dc+sd-jwt" becomes once a query string is decoded ("+" is a
+    # space there); both are taken, so the URL works as written as well as encoded (%2B).
+    Literal["jwt", "ldp_vc", "dc+sd-jwt", "dc sd-jwt"] | None,
     Query(
         alias="format",
         description="jwt : application/vc+jwt (par défaut), le justificatif signé à "

@@ -298,7 +298,7 @@ def download_credential(
     form: Format = None,
 ) -> Response:
     attestation = _downloadable(c, attestation_id, center, token)
-    if form == "dc+sd-jwt":
+    if form in ("dc+sd-jwt", "dc sd-jwt"):
         try:
             issued = issue_sd_jwt_vc(c.app, attestation)
         except NotIssuable:

@@ -318,6 +318,10 @@ def verify(
     public_key = resolve(method)
     if public_key is None:
         raise ProofError("issuer-key", f"verification method {method!r} is not the issuer's")
+    # 64 bytes are ~88 base58 characters: longer is not a signature (and base58 decoding is
+    # quadratic: 60,000 characters held the CPU for half a second).
+    if len(proof["proofValue"]) > 100:
+        raise ProofError("signature", "an Ed25519 signature is 64 bytes")
     try:
         signature = b58decode(proof["proofValue"][1:])
     except ValueError:

@@ -54,6 +54,7 @@ class CredentialOffer(Aggregate):
     """One offer of one attestation to a wallet."""
 
     TxCodeFailed: ClassVar[type[Aggregate.Event]]
+    TxCodeTried: ClassVar[type[Aggregate.Event]]
     Redeemed: ClassVar[type[Aggregate.Event]]
     CredentialIssued: ClassVar[type[Aggregate.Event]]
 
@@ -111,6 +112,16 @@ class CredentialOffer(Aggregate):
 
     @event("TxCodeFailed")
     def fail_tx_code(self, at: str) -> None:
+        # Recorded after a wrong code until 2026-12-03 (replayed, no longer written): counted
+        # as a try, as TxCodeTried is.
+        self.tx_code_failures += 1
+
+    @event("TxCodeTried")
+    def try_tx_code(self, at: str) -> None:
+        """One of the ``MAX_TX_CODE_FAILURES`` tries, recorded *before* the code is compared:
+        two guesses at once cannot both be compared against one version of the offer (the
+        second save fails on the version), so concurrency buys no extra guess. A right code
+        redeems the offer right after; its try then no longer matters."""
         self.tx_code_failures += 1
 
     @event("Redeemed")
