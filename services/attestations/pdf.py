@@ -485,22 +485,33 @@ class _NumberedCanvas(Canvas):
         super().save()
 
 
-def _layout(content: PdfContent, texts: Texts | None = None) -> bytes:
-    """The pages alone (reportlab), without attachment or signature."""
-    t = texts or french()
-    out = BytesIO()
-    doc = BaseDocTemplate(
+def a4_document(out: BytesIO, *, title: str, author: str, subject: str, lang: str) -> Any:
+    """Our documents' page setup (A4, margins) and metadata (WinAnsi; ``lang``: /Lang)."""
+    return BaseDocTemplate(
         out,
         pagesize=A4,
         leftMargin=_MARGIN,
         rightMargin=_MARGIN,
         topMargin=_MARGIN,
         bottomMargin=_MARGIN,
-        title=_winansi(f"{t.gettext(_TITLES[content.kind])} — {content.code}"),
-        author=_winansi(content.issuer_name),
-        subject=_winansi(f"{content.code} — {content.title} — {content.holder_name}"),
+        title=_winansi(title),
+        author=_winansi(author),
+        subject=_winansi(subject),
         creator="certibloc",
-        lang=t.tag,  # the document's /Lang
+        lang=lang,
+    )
+
+
+def _layout(content: PdfContent, texts: Texts | None = None) -> bytes:
+    """The pages alone (reportlab), without attachment or signature."""
+    t = texts or french()
+    out = BytesIO()
+    doc = a4_document(
+        out,
+        title=f"{t.gettext(_TITLES[content.kind])} — {content.code}",
+        author=content.issuer_name,
+        subject=f"{content.code} — {content.title} — {content.holder_name}",
+        lang=t.tag,
     )
     body_w = _PAGE_W - 2 * _MARGIN
     top = _PAGE_H - _MARGIN - _HEADER_H + 8 * mm

@@ -20,10 +20,9 @@ from io import BytesIO
 from typing import Any
 
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate, Paragraph, Table
+from reportlab.platypus import Flowable, Frame, PageTemplate, Paragraph, Table
 from reportlab.platypus.tables import TableStyle
 
 # The attestation PDF's look, shared on purpose: one house style for both documents.
@@ -43,6 +42,7 @@ from services.attestations.pdf import (
     _markup,
     _NumberedCanvas,
     _winansi,
+    a4_document,
     draw_page_frame,
 )
 from services.runtime.i18n import Texts, french
@@ -183,18 +183,12 @@ def _decorations(t: Transcript, x: Texts) -> Any:
 
 def _layout(t: Transcript, x: Texts) -> bytes:
     out = BytesIO()
-    doc = BaseDocTemplate(
+    doc = a4_document(
         out,
-        pagesize=A4,
-        leftMargin=_MARGIN,
-        rightMargin=_MARGIN,
-        topMargin=_MARGIN,
-        bottomMargin=_MARGIN,
-        title=_winansi(f"{x.gettext('Relevé des attestations')} — {t.certification_code}"),
-        author=_winansi(t.issuer_name),
-        subject=_winansi(f"{t.certification_code} — {t.holder_name}"),
-        creator="certibloc",
-        lang=x.tag,  # the document's /Lang
+        title=f"{x.gettext('Relevé des attestations')} — {t.certification_code}",
+        author=t.issuer_name,
+        subject=f"{t.certification_code} — {t.holder_name}",
+        lang=x.tag,
     )
     top = _PAGE_H - _MARGIN - 8 * mm
     bottom = _MARGIN + 2 * mm
