@@ -245,6 +245,21 @@ class RequestContextMiddleware:
             request_id.reset(token)
 
 
+async def read_capped(request: Request, limit: int, too_large: Exception) -> bytes:
+    """The request's body, refused with ``too_large`` as soon as it is declared or streams
+    past ``limit`` bytes (never read whole first)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 # Path parameters that are secrets (a share link's token): never written to the logs.
 SECRET_PATH_PARAMETERS = frozenset({"token"})
 

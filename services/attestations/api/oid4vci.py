@@ -40,6 +40,7 @@ from services.attestations.oid4vci import (
     offerable,
 )
 from services.runtime import i18n
+from services.runtime.http import read_capped
 from services.runtime.problems import Forbidden
 
 router = APIRouter()
@@ -80,15 +81,8 @@ def oauth_metadata(c: Ctx) -> JSONResponse:
 
 
 async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        raise OAuthError(400, "invalid_request", "request too large")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_REQUEST_BYTES:
-            raise OAuthError(400, "invalid_request", "request too large")
-    return body
+    too_large = OAuthError(400, "invalid_request", "request too large")
+    return await read_capped(request, MAX_REQUEST_BYTES, too_large)
 
 
 @router.post(

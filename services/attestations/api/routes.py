@@ -43,6 +43,7 @@ from services.attestations.verification import check_credential, check_pdf
 from services.attestations.verification_di import JSON_TYPES, check_data_integrity
 from services.runtime import i18n, tokens
 from services.runtime.auth import MISSING, bearer_center
+from services.runtime.http import read_capped
 from services.runtime.problems import (
     Conflict,
     Forbidden,
@@ -437,16 +438,7 @@ async def verify_upload(request: Request, c: Ctx) -> dict[str, Any]:
             f"{SD_JWT_MEDIA_TYPE}, ou l'attestation en application/pdf."
         )
     too_large = PayloadTooLarge(f"{what} dépasse {limit} octets : il ne peut pas être vérifié.")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():  # capped as it arrives, not after
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_capped(request, limit, too_large)
     jwks = c.jwks()
     if content_type == "application/pdf":
         # Parsing and the PAdES check run in a worker process, under time and memory limits.

@@ -511,6 +511,23 @@ def encode_status_list(revoked: Iterable[int], size: int = STATUS_LIST_MIN_SIZE)
     return "u" + base64.urlsafe_b64encode(compressed).rstrip(b"=").decode("ascii")
 
 
+def inflate_bounded(compressed: bytes, max_bytes: int, *, what: str, container: str) -> bytes:
+    """``compressed`` inflated, never past ``max_bytes`` (a compression bomb is refused, not
+    inflated); ``container``: "GZIP" or "ZLIB". ValueError naming ``what`` when it is not such
+    data, is truncated or too large."""
+    wbits = 16 + zlib.MAX_WBITS if container == "GZIP" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits=wbits)
+    try:
+        data = inflater.decompress(compressed, max_bytes)
+    except zlib.error as error:
+        raise ValueError(f"{what} is not {container} data: {error}") from None
+    if inflater.unconsumed_tail:
+        raise ValueError(f"status list larger than {max_bytes} bytes")
+    if not inflater.eof:
+        raise ValueError(f"{what} is truncated {container} data")
+    return data
+
+
 def decode_status_list(encoded: str) -> bytes:
     """The bitstring of an ``encodedList``; ValueError when it is malformed or too short."""
     if not encoded.startswith("u"):
@@ -520,15 +537,7 @@ def decode_status_list(encoded: str) -> bytes:
         compressed = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as error:
         raise ValueError(f"encodedList is not base64url: {error}") from None
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip container
-    try:
-        bits = inflater.decompress(compressed, STATUS_LIST_MAX_BYTES)
-    except zlib.error as error:
-        raise ValueError(f"encodedList is not GZIP data: {error}") from None
-    if inflater.unconsumed_tail:
-        raise ValueError(f"status list larger than {STATUS_LIST_MAX_BYTES} bytes")
-    if not inflater.eof:
-        raise ValueError("encodedList is truncated GZIP data")
+    bits = inflate_bounded(compressed, STATUS_LIST_MAX_BYTES, what="encodedList", container="GZIP")
     if len(bits) * 8 < STATUS_LIST_MIN_SIZE:
         raise ValueError(f"status list shorter than {STATUS_LIST_MIN_SIZE} entries")
     return bits

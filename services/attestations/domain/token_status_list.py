@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+from services.attestations.domain.credential import inflate_bounded
 from services.attestations.domain.sd_jwt import b64url, b64url_decode
 
 TYP = "statuslist+jwt"
@@ -47,16 +48,7 @@ def decode_lst(lst: str) -> bytes:
         compressed = b64url_decode(lst)
     except (binascii.Error, ValueError) as error:
         raise ValueError(f"lst is not base64url: {error}") from None
-    inflater = zlib.decompressobj()
-    try:
-        data = inflater.decompress(compressed, MAX_BYTES)
-    except zlib.error as error:
-        raise ValueError(f"lst is not ZLIB data: {error}") from None
-    if inflater.unconsumed_tail:
-        raise ValueError(f"status list larger than {MAX_BYTES} bytes")
-    if not inflater.eof:
-        raise ValueError("lst is truncated ZLIB data")
-    return data
+    return inflate_bounded(compressed, MAX_BYTES, what="lst", container="ZLIB")
 
 
 def status_at(statuses: bytes, index: int, bits: int = BITS) -> int:
