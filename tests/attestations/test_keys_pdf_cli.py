@@ -20,6 +20,16 @@ from tests.attestations.test_verify_hostile import _annotate
 from tests.registry.harness import CENTER_A, Registry, candidate, full_lines, pv
 
 
+async def offline_verify(
+    document: Path, jwks: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m services.attestations verify DOCUMENT --jwks JWKS``, the offline check."""
+    command = [sys.executable, "-m", "services.attestations", "verify", str(document)]
+    return await asyncio.to_thread(
+        subprocess.run, [*command, "--jwks", str(jwks)], env=env, capture_output=True, text=True
+    )
+
+
 async def _issue(http: httpx.AsyncClient, registry: Registry, number: str, bloc: str) -> None:
     auth = registry.auth()
     await http.post(f"{registry.url}/v1/candidates", json=candidate(number), headers=auth)
@@ -84,39 +94,13 @@ async def test_rotation_keeps_earlier_attestations_verifiable(
         # Offline: a saved JWKS is enough to check signature, key and schema.
         (tmp_path / "jwks.json").write_text(json.dumps(jwks))
         (tmp_path / "old.vc.jwt").write_text(old)
-        offline = await asyncio.to_thread(
-            subprocess.run,
-            [
-                sys.executable,
-                "-m",
-                "services.attestations",
-                "verify",
-                str(tmp_path / "old.vc.jwt"),
-                "--jwks",
-                str(tmp_path / "jwks.json"),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        offline = await offline_verify(tmp_path / "old.vc.jwt", tmp_path / "jwks.json")
         assert offline.returncode == 0, offline.stdout + offline.stderr
         assert "authentique" in offline.stdout
         (tmp_path / "forged.vc.jwt").write_text(
             old[:-4] + ("AAAA" if not old.endswith("AAAA") else "BBBB")
         )
-        forged = await asyncio.to_thread(
-            subprocess.run,
-            [
-                sys.executable,
-                "-m",
-                "services.attestations",
-                "verify",
-                str(tmp_path / "forged.vc.jwt"),
-                "--jwks",
-                str(tmp_path / "jwks.json"),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        forged = await offline_verify(tmp_path / "forged.vc.jwt", tmp_path / "jwks.json")
         assert forged.returncode == 1 and "signature" in forged.stdout
 
 
@@ -153,26 +137,15 @@ async def test_pdf_is_built_once_signed_and_verifiable(
         (tmp_path / "genuine.pdf").write_bytes(first.content)
         (tmp_path / "annotated.pdf").write_bytes(_annotate(first.content, "Marc Imposteur"))
 
-        def offline(name: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "services.attestations",
-                    "verify",
-                    str(tmp_path / name),
-                    "--jwks",
-                    str(tmp_path / "jwks.json"),
-                ],
-                env={"CERTIBLOC_VAR_DIR": str(att.var), "PATH": ""},
-                capture_output=True,
-                text=True,
-            )
+        env = {"CERTIBLOC_VAR_DIR": str(att.var), "PATH": ""}
 
-        genuine = await asyncio.to_thread(offline, "genuine.pdf")
+        async def offline(name: str) -> subprocess.CompletedProcess[str]:
+            return await offline_verify(tmp_path / name, tmp_path / "jwks.json", env=env)
+
+        genuine = await offline("genuine.pdf")
         assert genuine.returncode == 0, genuine.stdout + genuine.stderr
         assert "pades" in genuine.stdout and "titulaire : " in genuine.stdout
-        annotated = await asyncio.to_thread(offline, "annotated.pdf")
+        annotated = await offline("annotated.pdf")
         assert annotated.returncode == 1, annotated.stdout + annotated.stderr
         assert "ÉCHEC  pades" in annotated.stdout
         expired = tokens.mint(att.download_secret, holder, item["id"], 0, ttl_seconds=-1)
@@ -226,19 +199,6 @@ async def test_a_token_signed_before_did_url_kids_still_verifies(
     strict = {"keys": [k for k in jwks["keys"] if "#" in k["kid"]]}  # DID URL kids only
     (tmp_path / "jwks.json").write_text(json.dumps(strict))
     (tmp_path / "old.vc.jwt").write_text(LEGACY_TOKEN)
-    offline = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "services.attestations",
-            "verify",
-            str(tmp_path / "old.vc.jwt"),
-            "--jwks",
-            str(tmp_path / "jwks.json"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    offline = await offline_verify(tmp_path / "old.vc.jwt", tmp_path / "jwks.json")
     assert offline.returncode == 0, offline.stdout + offline.stderr
     assert "authentique" in offline.stdout
